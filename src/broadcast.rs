@@ -1,0 +1,148 @@
+//! One message for every subscriber: encoded once into a complete WebSocket text
+//! frame that every matching connection shares by reference.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use tungstenite::Bytes;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// A broadcast as it sits in the ring.
+#[derive(Debug)]
+pub struct Broadcast {
+    /// Position in the ring (unique, increasing); connections dedupe on it.
+    pub pos: u64,
+    /// The `seq` the client sees.
+    pub seq: u64,
+    pub channel: Box<str>,
+    /// `{"type":"message",...}` framed as one unmasked text frame.
+    pub frame: Bytes,
+    /// The same message flagged `"conflated":true`, encoded on first need.
+    conflated: OnceLock<Bytes>,
+    /// When the message entered the server (NATS receipt or HTTP publish).
+    pub received_at: Instant,
+    body: MessageBody,
+}
+
+/// The parts of the JSON message that do not depend on `seq`, prepared outside the ring lock.
+#[derive(Debug)]
+pub struct MessageBody {
+    channel_json: String,
+    data_json: Box<str>,
+}
+
+impl MessageBody {
+    /// `data` is the payload itself when it is JSON, else the payload as a JSON string.
+    pub fn new(channel: &str, payload: &[u8]) -> MessageBody {
+        let data_json: Box<str> = if is_json(payload) {
+            String::from_utf8_lossy(payload).trim().into()
+        } else {
+            serde_json::to_string(&String::from_utf8_lossy(payload))
+                .expect("a string always serializes")
+                .into()
+        };
+        MessageBody::from_json(channel, data_json)
+    }
+
+    /// `data_json` must already be valid JSON.
+    pub fn from_json(channel: &str, data_json: Box<str>) -> MessageBody {
+        let channel_json = serde_json::to_string(channel).expect("a string always serializes");
+        MessageBody {
+            channel_json,
+            data_json,
+        }
+    }
+
+    fn encode(&self, seq: u64, conflated: bool) -> Bytes {
+        let flag = if conflated { ",\"conflated\":true" } else { "" };
+        let json = format!(
+            "{{\"type\":\"message\",\"channel\":{},\"seq\":{seq}{flag},\"data\":{}}}",
+            self.channel_json, self.data_json
+        );
+        text_frame(json.into_bytes())
+    }
+}
+
+impl Broadcast {
+    pub fn new(pos: u64, seq: u64, channel: &str, body: MessageBody, received_at: Instant) -> Self {
+        Broadcast {
+            pos,
+            seq,
+            channel: channel.into(),
+            frame: body.encode(seq, false),
+            conflated: OnceLock::new(),
+            received_at,
+            body,
+        }
+    }
+
+    /// The frame a slow consumer gets after older messages of the channel were dropped.
+    pub fn conflated_frame(&self) -> Bytes {
+        self.conflated
+            .get_or_init(|| self.body.encode(self.seq, true))
+            .clone()
+    }
+}
+
+/// Whether a NATS payload is a JSON document.
+pub fn is_json(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok()
+}
+
+/// Frames `payload` as one final, unmasked server text frame.
+pub fn text_frame(payload: Vec<u8>) -> Bytes {
+    let frame = Frame::message(payload, OpCode::Data(Data::Text), true);
+    let mut out = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload_of(frame: &[u8]) -> &str {
+        // Short frames: 2-byte header; medium: 4 bytes.
+        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+        std::str::from_utf8(&frame[start..]).unwrap()
+    }
+
+    #[test]
+    fn json_payload_is_embedded_and_text_is_quoted() {
+        let b = Broadcast::new(
+            0,
+            7,
+            "a.b",
+            MessageBody::new("a.b", br#"{"p":1}"#),
+            Instant::now(),
+        );
+        assert_eq!(b.frame[0], 0x81);
+        assert_eq!(
+            payload_of(&b.frame),
+            r#"{"type":"message","channel":"a.b","seq":7,"data":{"p":1}}"#
+        );
+        let b = Broadcast::new(
+            1,
+            8,
+            "a.b",
+            MessageBody::new("a.b", b"hi \"x\""),
+            Instant::now(),
+        );
+        assert_eq!(
+            payload_of(&b.frame),
+            r#"{"type":"message","channel":"a.b","seq":8,"data":"hi \"x\""}"#
+        );
+        assert!(payload_of(&b.conflated_frame()).contains(r#""seq":8,"conflated":true,"#));
+    }
+
+    #[test]
+    fn long_payload_uses_extended_length() {
+        let frame = text_frame(vec![b'x'; 300]);
+        assert_eq!(frame[1], 126);
+        assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 300);
+        assert_eq!(frame.len(), 304);
+    }
+}

@@ -1,0 +1,147 @@
+//! Every variable's name and default, in DESIGN's table order. The table printed by
+//! `--check-config`, `.env.example` and the parsers all follow this one list.
+
+/// Declares one `&str` constant per variable (its own name) and `VARIABLES`, the
+/// ordered (name, default) list. A default is written as an operator would write it
+/// and goes through the same parser as a configured value.
+macro_rules! variables {
+    ($($name:ident = $default:expr;)*) => {
+        $(pub(crate) const $name: &str = stringify!($name);)*
+        pub(crate) const VARIABLES: &[(&str, &str)] = &[$(($name, $default)),*];
+    };
+}
+
+variables! {
+    ENVIRONMENT = "development";
+    WS_ADDR = ":3002";
+    WS_PATH = "/ws";
+    NATS_URL = "";
+    NATS_SUBJECTS = "odin.>";
+    // 0 = detect from the cgroup quota, else the CPUs the process may run on.
+    WS_CPU_LIMIT = "0";
+    // 0 = detect from the cgroup limit, else physical memory. Bytes.
+    WS_MEMORY_LIMIT = "0";
+    WS_MAX_CONNECTIONS = "10000";
+    // 0 = ceil(CPU limit) reactor threads.
+    WS_WORKER_POOL_SIZE = "0";
+    // 0 = max(4096, 1024 per worker), so a burst of one message per worker per ms fits.
+    WS_WORKER_QUEUE_SIZE = "0";
+    WS_MAX_NATS_RATE = "0";
+    WS_MAX_BROADCAST_RATE = "0";
+    // Read only to warn: the Go server's files set it.
+    WS_MAX_GOROUTINES = "0";
+    WS_CPU_REJECT_THRESHOLD = "75";
+    WS_CPU_PAUSE_THRESHOLD = "80";
+    // 1 MiB per connection: several seconds of a busy market-data stream.
+    WS_SEND_QUEUE_BYTES = "1048576";
+    WS_SLOW_CLIENT_POLICY = "conflate";
+    WS_MAX_MESSAGE_SIZE = "65536";
+    WS_MAX_SUBSCRIPTIONS = "100";
+    WS_CLIENT_MSG_RATE = "50";
+    WS_PING_INTERVAL = "30s";
+    // Three missed pings.
+    WS_IDLE_TIMEOUT = "90s";
+    WS_HANDSHAKE_TIMEOUT = "10s";
+    WS_SHUTDOWN_GRACE = "30s";
+    WS_ALLOWED_ORIGINS = "";
+    WS_PUBLISH_TOKEN = "";
+    WS_ECHO_PATH = "";
+    NATS_USER = "";
+    NATS_PASSWORD = "";
+    NATS_TOKEN = "";
+    NATS_CREDS_FILE = "";
+    NATS_JETSTREAM = "false";
+    JS_STREAM = "ODIN_WS";
+    // Empty = "odin-ws-<host name>", one durable consumer per instance.
+    JS_CONSUMER = "";
+    JS_MAX_AGE = "24h";
+    JS_MAX_MSGS = "1000000";
+    JS_ACK_WAIT = "30s";
+    JS_BATCH = "256";
+    METRICS_INTERVAL = "15s";
+    LOG_LEVEL = "info";
+    LOG_FORMAT = "text";
+}
+
+/// Shown as "***" when set, in the table, the logs and diffs.
+pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, NATS_PASSWORD, NATS_TOKEN];
+
+/// What a set secret is shown as.
+pub(crate) const MASK: &str = "***";
+
+/// Applied on SIGHUP without a restart (DESIGN: log level, rates, thresholds, max
+/// connections, allowed origins). WS_CLIENT_MSG_RATE is left out: each connection
+/// keeps the rate it was accepted with.
+pub(crate) const RELOADABLE: &[&str] = &[
+    LOG_LEVEL,
+    WS_MAX_NATS_RATE,
+    WS_MAX_BROADCAST_RATE,
+    WS_CPU_REJECT_THRESHOLD,
+    WS_CPU_PAUSE_THRESHOLD,
+    WS_MAX_CONNECTIONS,
+    WS_ALLOWED_ORIGINS,
+];
+
+/// Paths the HTTP router answers itself; WS_PATH and WS_ECHO_PATH must not shadow them.
+pub(crate) const RESERVED_PATHS: &[&str] = &["/health", "/metrics", "/publish"];
+
+/// The env file read when `--env-file` is not given; skipped when absent.
+pub(crate) const DEFAULT_ENV_FILE: &str = ".env";
+
+/// The `ConfigError::variable` of a problem with the env file itself.
+pub(crate) const ENV_FILE_FLAG: &str = "--env-file";
+
+/// Prefix of the derived JetStream consumer name.
+pub(crate) const JS_CONSUMER_PREFIX: &str = "odin-ws-";
+
+/// Where a value came from, for the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Env,
+    File,
+    Default,
+    Derived,
+}
+
+impl Source {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Source::Env => "env",
+            Source::File => "file",
+            Source::Default => "default",
+            Source::Derived => "derived",
+        }
+    }
+}
+
+/// The default of `name`; "" for a name that is not a variable.
+pub(crate) fn default_of(name: &str) -> &'static str {
+    VARIABLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, d)| d)
+}
+
+/// The variable's own `&'static str` name, when `name` is one of ours.
+pub(crate) fn known(name: &str) -> Option<&'static str> {
+    VARIABLES.iter().find(|(n, _)| *n == name).map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_list_names_variables() {
+        for (i, (name, _)) in VARIABLES.iter().enumerate() {
+            assert!(
+                VARIABLES[i + 1..].iter().all(|(n, _)| n != name),
+                "{name} twice"
+            );
+        }
+        for name in SECRETS.iter().chain(RELOADABLE) {
+            assert!(known(name).is_some(), "{name} is not a variable");
+        }
+        assert_eq!(VARIABLES.len(), 41);
+    }
+}

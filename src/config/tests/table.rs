@@ -1,0 +1,94 @@
+//! What the operator sees: the table, masking, reload diffs.
+
+use super::super::*;
+use super::*;
+
+#[test]
+fn table_lists_every_variable_in_order_with_secrets_masked() {
+    let c = from_env(&[
+        ("NATS_URL", "nats://u:hunter2@h:4222"),
+        ("NATS_USER", "u"),
+        ("NATS_PASSWORD", "hunter2"),
+        ("WS_PUBLISH_TOKEN", "tok"),
+        ("JS_CONSUMER", "mine"),
+    ])
+    .unwrap();
+    let rows = c.table_rows();
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let expected: Vec<&str> = spec::VARIABLES.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, expected);
+    assert!(rows.contains(&("NATS_URL", "nats://u:***@h:4222".to_string(), "env")));
+    assert!(rows.contains(&("NATS_PASSWORD", "***".to_string(), "env")));
+    assert!(rows.contains(&("WS_PUBLISH_TOKEN", "***".to_string(), "env")));
+    assert!(rows.contains(&("NATS_TOKEN", String::new(), "default")));
+    assert!(rows.contains(&("JS_CONSUMER", "mine".to_string(), "env")));
+    assert!(rows.contains(&("JS_MAX_AGE", "24h0m0s".to_string(), "default")));
+    let rendered = c.render_table();
+    let debug = format!("{c:?}");
+    assert!(
+        !rendered.contains("hunter2") && !debug.contains("hunter2") && !debug.contains("tok\"")
+    );
+}
+
+#[test]
+fn rendered_table_is_aligned_with_warnings_last() {
+    let c = from_env(&[("WS_CPU_LIMIT", "1"), ("WS_WORKER_POOL_SIZE", "8")]).unwrap();
+    let text = c.render_table();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + spec::VARIABLES.len() + 1);
+    assert!(lines[0].starts_with("VARIABLE") && lines[0].ends_with("SOURCE"));
+    let (value_column, source_column) = (
+        lines[0].find("VALUE").unwrap(),
+        lines[0].find("SOURCE").unwrap(),
+    );
+    for line in &lines[1..=spec::VARIABLES.len()] {
+        assert_eq!(
+            line.find(' '),
+            Some(line[..value_column].trim_end().len()),
+            "{line}"
+        );
+        assert!(!line[value_column..].starts_with(' '), "{line}");
+        assert!(
+            ["env", "file", "default", "derived"].contains(&&line[source_column..]),
+            "{line}"
+        );
+    }
+    assert!(lines[1].starts_with("ENVIRONMENT "));
+    assert!(text.contains("WS_ALLOWED_ORIGINS       (empty)"));
+    assert!(lines[lines.len() - 1].starts_with("warning: WS_WORKER_POOL_SIZE=8 is more than 4x"));
+}
+
+#[test]
+fn reload_diff_separates_reloadable_settings() {
+    let old = from_env(&[
+        ("WS_MAX_CONNECTIONS", "7000"),
+        ("NATS_TOKEN", "a"),
+        ("NATS_URL", "h:1"),
+    ])
+    .unwrap();
+    let new = from_env(&[
+        ("WS_MAX_CONNECTIONS", "8000"),
+        ("LOG_LEVEL", "debug"),
+        ("WS_ALLOWED_ORIGINS", "https://a.example"),
+        ("WS_ADDR", ":3003"),
+        ("NATS_TOKEN", "b"),
+        ("NATS_URL", "h:1"),
+    ])
+    .unwrap();
+    assert_eq!(
+        old.reloadable_diff(&new),
+        [
+            "WS_MAX_CONNECTIONS: 7000 -> 8000",
+            "WS_ALLOWED_ORIGINS:  -> https://a.example",
+            "LOG_LEVEL: info -> debug",
+        ]
+    );
+    assert_eq!(
+        old.restart_diff(&new),
+        [
+            "WS_ADDR: 0.0.0.0:3002 -> 0.0.0.0:3003",
+            "NATS_TOKEN: *** -> ***"
+        ]
+    );
+    assert!(old.reloadable_diff(&old.clone()).is_empty());
+}

@@ -1,0 +1,126 @@
+//! The plain HTTP endpoints: /health, /metrics and POST /publish.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::broadcast::MessageBody;
+use crate::channel;
+use crate::http::Response;
+use crate::metrics::Reject;
+use crate::shared::Shared;
+
+/// Seconds a refused client is asked to wait before trying again.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+pub fn health(shared: &Shared) -> Response {
+    let cfg = shared.config();
+    let closed = shared.admission_closed();
+    let status = match closed {
+        None => "ok",
+        Some(Reject::Draining) => "draining",
+        Some(_) => "closed",
+    };
+    let rss = shared.metrics.rss_bytes.load(Relaxed);
+    let mut body = serde_json::json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": shared.instance,
+        "connections": shared.metrics.connections.load(Relaxed),
+        "max_connections": cfg.max_connections,
+        "cpu_percent": (shared.metrics.cpu_percent() * 10.0).round() / 10.0,
+        "memory_bytes": rss,
+        "memory_percent": ((rss as f64 / cfg.memory_limit.max(1) as f64) * 1000.0).round() / 10.0,
+        "workers": shared.workers.len(),
+        "nats": shared.nats_state().as_str(),
+        "uptime_s": shared.started.elapsed().as_secs(),
+    });
+    if let Some(reason) = closed.filter(|r| *r != Reject::Draining) {
+        body["reason"] = reason.as_str().into();
+    }
+    let code = if closed.is_some() { 503 } else { 200 };
+    let resp = Response::json(code, body.to_string());
+    if closed.is_some() {
+        resp.header("Retry-After", RETRY_AFTER_SECS.to_string())
+    } else {
+        resp
+    }
+}
+
+pub fn metrics(shared: &Shared) -> Response {
+    let m = &shared.metrics;
+    let sum =
+        |f: fn(&crate::shared::WorkerHandle) -> u64| shared.workers.iter().map(f).sum::<u64>();
+    m.send_queue_bytes
+        .store(sum(|w| w.queued_bytes.load(Relaxed)), Relaxed);
+    let lag = shared
+        .workers
+        .iter()
+        .map(|w| w.ring_lag.load(Relaxed))
+        .max()
+        .unwrap_or(0);
+    m.ring_lag.store(lag, Relaxed);
+    m.handoff_queue.store(
+        sum(|w| w.inbox.lock().map(|v| v.len() as u64).unwrap_or(0)),
+        Relaxed,
+    );
+    Response::new(200)
+        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        .body(m.render().into_bytes())
+}
+
+#[derive(Deserialize)]
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    channel: std::borrow::Cow<'a, str>,
+    data: Box<RawValue>,
+}
+
+/// POST /publish with `body` complete. The token was checked by the caller.
+pub fn publish(shared: &Shared, body: &[u8]) -> Response {
+    let parsed: PublishBody = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return bad_request(&format!(
+                "body must be {{\"channel\":...,\"data\":...}}: {e}"
+            ));
+        }
+    };
+    if let Err(e) = channel::validate_subject(&parsed.channel) {
+        return bad_request(&format!("invalid channel {:?}: {e}", parsed.channel));
+    }
+    shared.metrics.messages_in_http.fetch_add(1, Relaxed);
+    let data: Box<str> = parsed.data.get().into();
+    shared.broadcast_local(
+        &parsed.channel,
+        MessageBody::from_json(&parsed.channel, data),
+    );
+    Response::json(202, "{\"status\":\"accepted\"}".into())
+}
+
+fn bad_request(message: &str) -> Response {
+    Response::json(400, serde_json::json!({ "error": message }).to_string())
+}
+
+/// Compares a bearer token without an early exit on the first differing byte.
+pub fn token_matches(header: Option<&str>, token: &str) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token() {
+        assert!(token_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(!token_matches(Some("Bearer s3cre"), "s3cret"));
+        assert!(!token_matches(Some("Basic s3cret"), "s3cret"));
+        assert!(!token_matches(None, "s3cret"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Plain HTTP on the WebSocket port: a strict request-head parser, the upgrade
+//! checks and response building. Requests are answered with `Connection: close`.
+
+mod head;
+mod response;
+
+pub use head::{MAX_HEAD_BYTES, ParseError, Request, parse_head};
+pub use response::{Response, upgrade_response};

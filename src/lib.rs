@@ -1,0 +1,18 @@
+//! odin-ws: a WebSocket fan-out server for real-time market data. See DESIGN.md
+//! (shared/) for the threads and data flow; README.md for operating it.
+
+pub mod broadcast;
+pub mod channel;
+pub mod config;
+pub mod endpoints;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod monitor;
+pub mod protocol;
+pub mod reactor;
+pub mod ring;
+pub mod server;
+pub mod shared;
+pub mod sublist;
+pub mod sysinfo;

@@ -1,0 +1,117 @@
+//! One socket's state: reading an HTTP request, an open WebSocket, or closing.
+
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use tungstenite::protocol::WebSocketContext;
+
+use super::send_queue::SendQueue;
+
+pub struct Conn {
+    pub stream: TcpStream,
+    pub send: SendQueue,
+    pub state: State,
+    /// When the timer handler next needs to look at this connection.
+    pub wake_at: Instant,
+    /// Already in the worker's list of connections to flush this turn.
+    pub dirty: bool,
+}
+
+pub enum State {
+    Http(HttpConn),
+    Ws(Box<WsConn>),
+    Closing(Closing),
+}
+
+/// Reading a request head (and a publish body).
+pub struct HttpConn {
+    pub buf: Vec<u8>,
+    pub deadline: Instant,
+}
+
+pub struct WsConn {
+    pub ctx: WebSocketContext,
+    /// The conformance echo endpoint rather than the client protocol.
+    pub echo: bool,
+    pub subscriptions: Vec<Box<str>>,
+    /// Ring position of the last broadcast queued: a message matched by two of the
+    /// connection's patterns is sent once.
+    pub last_pos: Option<u64>,
+    pub last_read: Instant,
+    pub next_ping: Instant,
+    pub rate: RateLimit,
+    /// When the drain closes this connection.
+    pub drain_at: Option<Instant>,
+}
+
+/// Our last words are queued; once written, the write side is shut and what the
+/// peer still sends is read and discarded until it closes or `until` passes, so the
+/// close frame is not lost to a reset.
+pub struct Closing {
+    pub until: Instant,
+    pub write_shut: bool,
+    pub was_ws: bool,
+}
+
+/// A token bucket of one second's worth of messages.
+pub struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    /// Messages refused since the last one allowed.
+    pub refused: u32,
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32, now: Instant) -> RateLimit {
+        RateLimit {
+            tokens: per_second as f64,
+            last: now,
+            refused: 0,
+        }
+    }
+
+    pub fn allow(&mut self, per_second: u32, now: Instant) -> bool {
+        let rate = per_second as f64;
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused = 0;
+            true
+        } else {
+            self.refused += 1;
+            false
+        }
+    }
+}
+
+impl WsConn {
+    /// The next moment the timer handler must run for this connection.
+    pub fn next_deadline(&self, idle_timeout: std::time::Duration) -> Instant {
+        let idle = self.last_read + idle_timeout;
+        let t = self.next_ping.min(idle);
+        match self.drain_at {
+            Some(d) => t.min(d),
+            None => t,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rate_limit_allows_a_second_of_burst_then_refills() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(5, t0);
+        assert!((0..5).all(|_| r.allow(5, t0)));
+        assert!(!r.allow(5, t0));
+        assert!(!r.allow(5, t0));
+        assert_eq!(r.refused, 2);
+        assert!(r.allow(5, t0 + Duration::from_millis(200)));
+        assert_eq!(r.refused, 0);
+    }
+}

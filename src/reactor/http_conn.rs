@@ -1,0 +1,267 @@
+//! Reading a request on a fresh socket and answering it: the upgrade to a
+//! WebSocket, or one of the plain endpoints.
+
+use std::io::{self, Read};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use tungstenite::Bytes;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+
+use super::conn::{RateLimit, State, WsConn};
+use super::slab::Key;
+use super::worker::Worker;
+use crate::broadcast::text_frame;
+use crate::config::Config;
+use crate::endpoints::{self, RETRY_AFTER_SECS};
+use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head, upgrade_response};
+use crate::metrics::Reject;
+use crate::protocol;
+use crate::shared::Shared;
+
+/// tungstenite's read buffer per connection. Client messages are small
+/// subscribe requests; 128 KiB (the default) times thousands of sockets is not.
+const WS_READ_BUFFER: usize = 512;
+
+enum Route {
+    Upgrade {
+        echo: bool,
+    },
+    Respond(Response),
+    /// A publish whose body has not fully arrived.
+    NeedBody,
+}
+
+impl Worker {
+    pub(super) fn read_http(&mut self, key: Key, now: Instant) {
+        let max_body = self.cfg.max_message_size;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Http(h) = &mut conn.state else {
+            return;
+        };
+        let cap = MAX_HEAD_BYTES + max_body;
+        let mut chunk = [0u8; 4096];
+        while h.buf.len() < cap {
+            let want = chunk.len().min(cap - h.buf.len());
+            match conn.stream.read(&mut chunk[..want]) {
+                Ok(0) => return self.remove(key),
+                Ok(n) => h.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.remove(key),
+            }
+        }
+        let route = match parse_head(&h.buf) {
+            Ok(None) => return,
+            Err(ParseError::TooLarge) => {
+                Route::Respond(Response::text(431, "request head over 8 KiB\n"))
+            }
+            Err(ParseError::Malformed(why)) => {
+                Route::Respond(Response::text(400, &format!("{why}\n")))
+            }
+            Ok(Some(req)) => route(&self.cfg, &self.shared, &req, &h.buf[req.head_len..]),
+        };
+        match route {
+            Route::NeedBody => {}
+            Route::Respond(resp) => self.respond(key, resp, now),
+            Route::Upgrade { echo } => self.upgrade(key, echo, now),
+        }
+    }
+
+    fn respond(&mut self, key: Key, resp: Response, now: Instant) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.send.push_own(Bytes::from(resp.to_bytes()));
+        }
+        self.begin_close(key, None, now);
+    }
+
+    fn upgrade(&mut self, key: Key, echo: bool, now: Instant) {
+        let metrics = &self.shared.metrics;
+        // Claim a slot; two workers may race for the last one.
+        if metrics.connections.fetch_add(1, Relaxed) >= self.cfg.max_connections as u64 {
+            metrics.connections.fetch_sub(1, Relaxed);
+            metrics.reject(Reject::MaxConnections);
+            let resp = Response::text(503, "not accepting connections: max_connections\n")
+                .header("Retry-After", RETRY_AFTER_SECS.to_string());
+            return self.respond(key, resp, now);
+        }
+        metrics.accepted.fetch_add(1, Relaxed);
+        self.shared.live_ws.fetch_add(1, Relaxed);
+        let session = self.next_session_id();
+        let cfg = &self.cfg;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Http(h) = &mut conn.state else {
+            return;
+        };
+        let req = parse_head(&h.buf)
+            .ok()
+            .flatten()
+            .expect("routed requests parsed");
+        let accept_key = req.header("Sec-WebSocket-Key").unwrap_or_default();
+        conn.send
+            .push_own(Bytes::from(upgrade_response(accept_key)));
+        let leftover = h.buf[req.head_len..].to_vec();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(cfg.max_message_size))
+            .max_frame_size(Some(cfg.max_message_size));
+        let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(ws_config));
+        if !echo {
+            let welcome = protocol::welcome(
+                &session,
+                &self.shared.instance,
+                cfg.ping_interval.as_millis(),
+            );
+            conn.send.push_own(text_frame(welcome.into_bytes()));
+        }
+        let ws = WsConn {
+            ctx,
+            echo,
+            subscriptions: Vec::new(),
+            last_pos: None,
+            last_read: now,
+            next_ping: now + cfg.ping_interval,
+            rate: RateLimit::new(cfg.client_msg_rate, now),
+            drain_at: None,
+        };
+        let next = ws.next_deadline(cfg.idle_timeout);
+        conn.state = State::Ws(Box::new(ws));
+        self.schedule(key, next);
+        self.mark_dirty(key);
+        // Frames sent right behind the request are already buffered.
+        self.read_again.push(key);
+    }
+
+    fn next_session_id(&mut self) -> String {
+        // xorshift64: unique enough to tell sessions apart in logs; not a secret.
+        let mut x = self.session_seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.session_seed = x;
+        format!("{:016x}", x)
+    }
+}
+
+fn route(cfg: &Config, shared: &Shared, req: &Request, rest: &[u8]) -> Route {
+    let is_ws = req.path == cfg.ws_path;
+    let is_echo = cfg.echo_path.as_deref() == Some(req.path.as_str());
+    if is_ws || is_echo {
+        return match check_upgrade(cfg, shared, req) {
+            Ok(()) => Route::Upgrade { echo: is_echo },
+            Err(resp) => Route::Respond(resp),
+        };
+    }
+    shared.metrics.http_requests.fetch_add(1, Relaxed);
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/health") => Route::Respond(endpoints::health(shared)),
+        ("GET", "/metrics") => Route::Respond(endpoints::metrics(shared)),
+        ("POST", "/publish") if cfg.publish_token.is_some() => {
+            let token = cfg.publish_token.as_deref().unwrap_or_default();
+            if !endpoints::token_matches(req.header("Authorization"), token) {
+                return Route::Respond(
+                    Response::text(401, "missing or wrong bearer token\n")
+                        .header("WWW-Authenticate", "Bearer"),
+                );
+            }
+            let Some(len) = req.header("Content-Length") else {
+                return Route::Respond(Response::text(411, "Content-Length required\n"));
+            };
+            let Ok(len) = len.parse::<usize>() else {
+                return Route::Respond(Response::text(400, "bad Content-Length\n"));
+            };
+            if len > cfg.max_message_size {
+                return Route::Respond(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
+            }
+            if rest.len() < len {
+                return Route::NeedBody;
+            }
+            Route::Respond(endpoints::publish(shared, &rest[..len]))
+        }
+        (_, "/health" | "/metrics") => {
+            Route::Respond(Response::text(405, "use GET\n").header("Allow", "GET"))
+        }
+        (_, "/publish") if cfg.publish_token.is_some() => {
+            Route::Respond(Response::text(405, "use POST\n").header("Allow", "POST"))
+        }
+        _ => Route::Respond(Response::text(404, "not found\n")),
+    }
+}
+
+/// The checks of RFC 6455 section 4.2.1, the Origin list and admission.
+fn check_upgrade(cfg: &Config, shared: &Shared, req: &Request) -> Result<(), Response> {
+    let upgrade_required = || {
+        Response::text(426, "this endpoint speaks WebSocket\n")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+    };
+    if !req.header_has_token("Upgrade", "websocket") {
+        return Err(upgrade_required());
+    }
+    if req.method != "GET" || req.minor_version < 1 {
+        return Err(Response::text(
+            400,
+            "WebSocket upgrade needs GET over HTTP/1.1\n",
+        ));
+    }
+    if !req.header_has_token("Connection", "upgrade") {
+        return Err(Response::text(
+            400,
+            "Connection header must include Upgrade\n",
+        ));
+    }
+    if req.header("Sec-WebSocket-Version") != Some("13") {
+        return Err(upgrade_required());
+    }
+    if !req.header("Sec-WebSocket-Key").is_some_and(valid_key) {
+        return Err(Response::text(
+            400,
+            "Sec-WebSocket-Key must be 16 bytes in base64\n",
+        ));
+    }
+    let origins = &cfg.allowed_origins;
+    if !origins.is_empty() {
+        let origin = req.header("Origin").unwrap_or_default();
+        if !origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+            shared.metrics.reject(Reject::Origin);
+            return Err(Response::text(403, "origin not allowed\n"));
+        }
+    }
+    if let Some(why) = shared.admission_closed() {
+        shared.metrics.reject(why);
+        return Err(Response::text(
+            503,
+            &format!("not accepting connections: {}\n", why.as_str()),
+        )
+        .header("Retry-After", RETRY_AFTER_SECS.to_string()));
+    }
+    Ok(())
+}
+
+/// A Sec-WebSocket-Key is 16 bytes in base64: 22 characters and "==".
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b.ends_with(b"==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_key;
+
+    #[test]
+    fn websocket_keys() {
+        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!valid_key("dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!valid_key(""));
+    }
+}

@@ -1,0 +1,352 @@
+//! A connection's outbound bytes: its own replies plus shared broadcast frames,
+//! written with one vectored write per flush. Bounded by WS_SEND_QUEUE_BYTES,
+//! with the slow-consumer policy deciding what happens past the bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+use tungstenite::Bytes;
+
+use crate::broadcast::Broadcast;
+use crate::config::SlowClientPolicy;
+
+/// Most slices handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+enum Item {
+    /// A reply, handshake or control frame of this connection alone. Never dropped.
+    Own(Bytes),
+    Shared(Bytes),
+}
+
+impl Item {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Item::Own(b) | Item::Shared(b) => b,
+        }
+    }
+}
+
+/// What a push did beyond queueing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The message replaced this many older pending ones of its channel.
+    Conflated(u64),
+    /// This many of the oldest queued broadcasts were dropped to make room.
+    DroppedOldest(u64),
+    /// The connection cannot keep up within its bound: close it with 1013.
+    Overflow,
+}
+
+#[derive(Default)]
+pub struct SendQueue {
+    items: VecDeque<Item>,
+    /// Bytes of the front item already written.
+    offset: usize,
+    /// Unwritten bytes in `items`.
+    bytes: usize,
+    /// conflate policy: the newest message per channel, held while the queue is full.
+    latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
+    latest_bytes: usize,
+}
+
+impl SendQueue {
+    /// Bytes held, including conflated messages not yet queued.
+    pub fn len(&self) -> usize {
+        self.bytes + self.latest_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.latest.is_empty()
+    }
+
+    pub fn push_own(&mut self, bytes: Bytes) {
+        self.bytes += bytes.len();
+        self.items.push_back(Item::Own(bytes));
+    }
+
+    pub fn push_broadcast(
+        &mut self,
+        b: &Arc<Broadcast>,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        let len = b.frame.len();
+        let fits = self.latest.is_empty() && self.bytes + len <= limit;
+        if fits {
+            self.push_shared(b.frame.clone());
+            return Pushed::Queued;
+        }
+        match policy {
+            SlowClientPolicy::Disconnect => Pushed::Overflow,
+            SlowClientPolicy::DropOldest => {
+                self.push_shared(b.frame.clone());
+                let dropped = self.drop_oldest_until(limit);
+                if self.bytes > limit {
+                    Pushed::Overflow
+                } else {
+                    Pushed::DroppedOldest(dropped)
+                }
+            }
+            SlowClientPolicy::Conflate => {
+                let replaced = self
+                    .latest
+                    .insert(b.channel.clone(), (Arc::clone(b), false));
+                self.latest_bytes += len;
+                let n = match replaced {
+                    Some((old, _)) => {
+                        self.latest_bytes -= old.frame.len();
+                        self.latest.get_mut(&b.channel).expect("just inserted").1 = true;
+                        1
+                    }
+                    None => 0,
+                };
+                // One pending message per channel may still exceed any bound when a
+                // wildcard matches endless channels: that client is closed.
+                if self.latest_bytes > limit {
+                    Pushed::Overflow
+                } else if n > 0 {
+                    Pushed::Conflated(n)
+                } else {
+                    Pushed::Queued
+                }
+            }
+        }
+    }
+
+    fn push_shared(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.items.push_back(Item::Shared(frame));
+    }
+
+    /// Drops whole broadcasts from the front (never a half-written one, never our own replies).
+    fn drop_oldest_until(&mut self, limit: usize) -> u64 {
+        let mut dropped = 0;
+        let mut i = usize::from(self.offset > 0);
+        while self.bytes > limit && i < self.items.len() {
+            if matches!(self.items[i], Item::Shared(_)) {
+                let item = self.items.remove(i).expect("index checked");
+                self.bytes -= item.bytes().len();
+                dropped += 1;
+            } else {
+                i += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Once a conflating connection has drained half its bound, the newest message of
+    /// every channel goes back into the queue in publish order, flagged when older ones
+    /// were dropped.
+    fn release_latest(&mut self, limit: usize) {
+        if self.latest.is_empty() || self.bytes > limit / 2 {
+            return;
+        }
+        let mut pending: Vec<(Arc<Broadcast>, bool)> =
+            self.latest.drain().map(|(_, v)| v).collect();
+        pending.sort_by_key(|(b, _)| b.pos);
+        self.latest_bytes = 0;
+        for (b, conflated) in pending {
+            let frame = if conflated {
+                b.conflated_frame()
+            } else {
+                b.frame.clone()
+            };
+            self.push_shared(frame);
+        }
+    }
+
+    /// Writes as much as the socket takes. `Ok(true)` when everything is written.
+    pub fn flush(&mut self, out: &mut impl Write, limit: usize) -> io::Result<bool> {
+        loop {
+            self.release_latest(limit);
+            if self.items.is_empty() {
+                return Ok(true);
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, item) in self.items.iter().take(MAX_IOVECS).enumerate() {
+                let start = if i == 0 { self.offset } else { 0 };
+                slices[i] = IoSlice::new(&item.bytes()[start..]);
+                n += 1;
+            }
+            match out.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.bytes -= written;
+        while written > 0 {
+            let front_left = self.items[0].bytes().len() - self.offset;
+            if written >= front_left {
+                written -= front_left;
+                self.items.pop_front();
+                self.offset = 0;
+            } else {
+                self.offset += written;
+                written = 0;
+            }
+        }
+    }
+}
+
+/// Lets tungstenite write its frames (pongs, close replies, our text replies) into
+/// the queue in order with broadcasts, while reading from the socket.
+pub struct QueueIo<'a, R> {
+    pub socket: &'a mut R,
+    pub queue: &'a mut SendQueue,
+}
+
+impl<R: io::Read> io::Read for QueueIo<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket.read(buf)
+    }
+}
+
+impl<R> Write for QueueIo<'_, R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.queue.push_own(Bytes::copy_from_slice(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::MessageBody;
+    use std::time::Instant;
+
+    fn msg(pos: u64, channel: &str) -> Arc<Broadcast> {
+        Arc::new(Broadcast::new(
+            pos,
+            pos,
+            channel,
+            MessageBody::new(channel, b"1"),
+            Instant::now(),
+        ))
+    }
+
+    /// A socket that takes `room` bytes, then would block.
+    struct Sink {
+        got: Vec<u8>,
+        room: usize,
+    }
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn seqs(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(bytes)
+            .split("\"seq\":")
+            .skip(1)
+            .map(|s| s.split([',', '}']).next().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped() {
+        let mut q = SendQueue::default();
+        q.push_own(Bytes::from_static(b"hello "));
+        q.push_broadcast(&msg(1, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        let total = q.len();
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: 3,
+        };
+        assert!(!q.flush(&mut sink, 1 << 20).unwrap());
+        assert_eq!(q.len(), total - 3);
+        sink.room = usize::MAX;
+        assert!(q.flush(&mut sink, 1 << 20).unwrap());
+        assert!(sink.got.starts_with(b"hello \x81"));
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn conflate_keeps_newest_per_channel_and_flags_it() {
+        let one = msg(0, "a").frame.len();
+        let limit = one * 2;
+        let mut q = SendQueue::default();
+        for pos in 0..2 {
+            assert_eq!(
+                q.push_broadcast(&msg(pos, "a"), limit, SlowClientPolicy::Conflate),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            q.push_broadcast(&msg(2, "a"), limit, SlowClientPolicy::Conflate),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push_broadcast(&msg(3, "b"), limit, SlowClientPolicy::Conflate),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push_broadcast(&msg(4, "a"), limit, SlowClientPolicy::Conflate),
+            Pushed::Conflated(1)
+        );
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        assert!(q.flush(&mut sink, limit).unwrap());
+        assert_eq!(seqs(&sink.got), ["0", "1", "3", "4"]);
+        let text = String::from_utf8_lossy(&sink.got);
+        assert!(text.contains("\"seq\":4,\"conflated\":true"));
+        assert!(!text.contains("\"seq\":3,\"conflated\""));
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let limit = msg(0, "a").frame.len() * 2;
+        let mut q = SendQueue::default();
+        for pos in 0..2 {
+            q.push_broadcast(&msg(pos, "a"), limit, SlowClientPolicy::DropOldest);
+        }
+        assert_eq!(
+            q.push_broadcast(&msg(2, "a"), limit, SlowClientPolicy::DropOldest),
+            Pushed::DroppedOldest(1)
+        );
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        q.flush(&mut sink, limit).unwrap();
+        assert_eq!(seqs(&sink.got), ["1", "2"]);
+    }
+
+    #[test]
+    fn disconnect_policy_overflows() {
+        let limit = msg(0, "a").frame.len();
+        let mut q = SendQueue::default();
+        assert_eq!(
+            q.push_broadcast(&msg(0, "a"), limit, SlowClientPolicy::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(
+            q.push_broadcast(&msg(1, "a"), limit, SlowClientPolicy::Disconnect),
+            Pushed::Overflow
+        );
+    }
+}

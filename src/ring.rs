@@ -1,0 +1,123 @@
+//! The bounded broadcast ring: producers (the NATS intake thread, HTTP publish)
+//! append, every worker reads from its own cursor. A worker that falls more than
+//! the capacity behind skips ahead and counts the overrun; producers never wait
+//! for readers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::broadcast::Broadcast;
+
+pub struct Ring {
+    inner: RwLock<Slots>,
+    /// Position of the next broadcast; lets workers check for news without the lock.
+    head: AtomicU64,
+    mask: u64,
+}
+
+struct Slots {
+    slots: Vec<Option<Arc<Broadcast>>>,
+    next: u64,
+}
+
+impl Ring {
+    /// `capacity` is rounded up to a power of two so positions map to slots by mask.
+    pub fn new(capacity: usize) -> Ring {
+        let capacity = capacity.max(2).next_power_of_two();
+        Ring {
+            inner: RwLock::new(Slots {
+                slots: vec![None; capacity],
+                next: 0,
+            }),
+            head: AtomicU64::new(0),
+            mask: capacity as u64 - 1,
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    /// Position the next broadcast will get.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Appends the broadcast `make` builds from its ring position. It runs under the
+    /// write lock so positions (and the `seq` derived from them) are in ring order.
+    pub fn push_with(&self, make: impl FnOnce(u64) -> Broadcast) -> u64 {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let pos = inner.next;
+        let slot = (pos & self.mask) as usize;
+        inner.slots[slot] = Some(Arc::new(make(pos)));
+        inner.next = pos + 1;
+        self.head.store(pos + 1, Ordering::Release);
+        pos
+    }
+
+    /// Copies up to `max` broadcasts from `*cursor` into `out` and advances the
+    /// cursor. Returns how many were skipped because the reader fell too far behind.
+    pub fn read_from(&self, cursor: &mut u64, max: usize, out: &mut Vec<Arc<Broadcast>>) -> u64 {
+        if *cursor >= self.head() {
+            return 0;
+        }
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut overrun = 0;
+        let oldest = inner.next.saturating_sub(self.capacity());
+        if *cursor < oldest {
+            overrun = oldest - *cursor;
+            *cursor = oldest;
+        }
+        let end = inner.next.min(*cursor + max as u64);
+        for pos in *cursor..end {
+            if let Some(b) = &inner.slots[(pos & self.mask) as usize] {
+                out.push(Arc::clone(b));
+            }
+        }
+        *cursor = end;
+        overrun
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::MessageBody;
+    use std::time::Instant;
+
+    fn push(ring: &Ring, n: usize) {
+        for _ in 0..n {
+            ring.push_with(|pos| {
+                Broadcast::new(
+                    pos,
+                    pos + 1,
+                    "a",
+                    MessageBody::new("a", b"1"),
+                    Instant::now(),
+                )
+            });
+        }
+    }
+
+    #[test]
+    fn reader_sees_everything_in_order() {
+        let ring = Ring::new(8);
+        push(&ring, 5);
+        let (mut cursor, mut out) = (0, Vec::new());
+        assert_eq!(ring.read_from(&mut cursor, 3, &mut out), 0);
+        assert_eq!(ring.read_from(&mut cursor, 10, &mut out), 0);
+        let seqs: Vec<u64> = out.iter().map(|b| b.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(cursor, 5);
+    }
+
+    #[test]
+    fn slow_reader_skips_ahead_and_counts() {
+        let ring = Ring::new(4);
+        push(&ring, 10);
+        let (mut cursor, mut out) = (0, Vec::new());
+        assert_eq!(ring.read_from(&mut cursor, 100, &mut out), 6);
+        let seqs: Vec<u64> = out.iter().map(|b| b.seq).collect();
+        assert_eq!(seqs, [7, 8, 9, 10]);
+    }
+}

@@ -1,0 +1,146 @@
+//! State every thread reads: the config, counters, the ring, admission flags and
+//! the handles of the workers.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use mio::Waker;
+use mio::net::TcpStream;
+
+use crate::broadcast::{Broadcast, MessageBody};
+use crate::config::Config;
+use crate::metrics::{Metrics, Reject};
+use crate::ring::Ring;
+
+/// Sockets waiting for one worker; the acceptor refuses more than this.
+pub const HANDOFF_CAPACITY: usize = 65_536;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum NatsState {
+    Disabled = 0,
+    Connected = 1,
+    Reconnecting = 2,
+}
+
+impl NatsState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatsState::Disabled => "disabled",
+            NatsState::Connected => "connected",
+            NatsState::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// The acceptor's and the main thread's line to one worker.
+pub struct WorkerHandle {
+    pub waker: Waker,
+    pub inbox: Mutex<Vec<TcpStream>>,
+    /// Sockets owned (handed over and not yet closed): the acceptor picks the lowest.
+    pub load: AtomicUsize,
+    pub queued_bytes: AtomicU64,
+    pub ring_lag: AtomicU64,
+}
+
+pub struct Shared {
+    config: RwLock<Arc<Config>>,
+    pub metrics: Metrics,
+    pub ring: Ring,
+    pub workers: Vec<WorkerHandle>,
+    pub draining: AtomicBool,
+    /// Set by the monitor thread from CPU and memory samples.
+    pub cpu_over: AtomicBool,
+    pub memory_over: AtomicBool,
+    nats: AtomicU8,
+    /// WebSocket connections whose socket is still open (closing ones included):
+    /// the drain waits for it to reach zero.
+    pub live_ws: AtomicUsize,
+    pub started: Instant,
+    pub instance: String,
+}
+
+impl Shared {
+    pub fn new(config: Config, workers: Vec<WorkerHandle>, instance: String) -> Shared {
+        let nats = if config.nats_urls.is_empty() {
+            NatsState::Disabled
+        } else {
+            NatsState::Reconnecting
+        };
+        Shared {
+            ring: Ring::new(config.worker_queue_size),
+            config: RwLock::new(Arc::new(config)),
+            metrics: Metrics::default(),
+            workers,
+            draining: AtomicBool::new(false),
+            cpu_over: AtomicBool::new(false),
+            memory_over: AtomicBool::new(false),
+            nats: AtomicU8::new(nats as u8),
+            live_ws: AtomicUsize::new(0),
+            started: Instant::now(),
+            instance,
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    pub fn nats_state(&self) -> NatsState {
+        match self.nats.load(Ordering::Relaxed) {
+            1 => NatsState::Connected,
+            2 => NatsState::Reconnecting,
+            _ => NatsState::Disabled,
+        }
+    }
+
+    pub fn set_nats_state(&self, state: NatsState) {
+        self.nats.store(state as u8, Ordering::Relaxed);
+        let up = u64::from(state == NatsState::Connected);
+        self.metrics.nats_connected.store(up, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Why a new WebSocket would be refused right now, if it would.
+    pub fn admission_closed(&self) -> Option<Reject> {
+        if self.is_draining() {
+            Some(Reject::Draining)
+        } else if self.metrics.connections.load(Ordering::Relaxed)
+            >= self.config().max_connections as u64
+        {
+            Some(Reject::MaxConnections)
+        } else if self.cpu_over.load(Ordering::Relaxed) {
+            Some(Reject::Cpu)
+        } else if self.memory_over.load(Ordering::Relaxed) {
+            Some(Reject::Memory)
+        } else {
+            None
+        }
+    }
+
+    /// Puts a message into the ring for this instance's clients; `seq` is the
+    /// instance's own counter (ring position + 1).
+    pub fn broadcast_local(&self, channel: &str, body: MessageBody) {
+        let now = Instant::now();
+        self.ring
+            .push_with(|pos| Broadcast::new(pos, pos + 1, channel, body, now));
+        self.metrics.broadcasts.fetch_add(1, Ordering::Relaxed);
+        self.wake_workers();
+    }
+
+    pub fn wake_workers(&self) {
+        for w in &self.workers {
+            if let Err(e) = w.waker.wake() {
+                log::error!("cannot wake a worker: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real binary over real sockets. One test binary, one
+//! module per area.
+
+mod config_cli;
+mod fanout;
+mod http_endpoints;
+mod protocol;
+mod shutdown;
+mod support;

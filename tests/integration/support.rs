@@ -1,0 +1,218 @@
+//! Starts the real binary on a free port and speaks to it over real sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_odin-ws");
+pub const TOKEN: &str = "test-token";
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub log: Arc<Mutex<String>>,
+}
+
+/// Settings every test server gets: an ephemeral port, no .env file, publish
+/// enabled, and a CPU limit high enough that admission never trips on a busy CI box.
+fn base_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("WS_ADDR", "127.0.0.1:0".into()),
+        ("WS_PUBLISH_TOKEN", TOKEN.into()),
+        ("WS_CPU_LIMIT", "64".into()),
+        ("LOG_LEVEL", "info".into()),
+        ("LOG_FORMAT", "text".into()),
+    ]
+}
+
+impl Server {
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--env-file", "/dev/null"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in base_env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start odin-ws");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let port = addr.split(' ').next().unwrap().rsplit(':').next().unwrap();
+                    let _ = tx.send(port.parse::<u16>().unwrap());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            std::io::copy(&mut BufReader::new(stdout), &mut std::io::sink())
+        });
+        let port = rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("server did not start:\n{}", log.lock().unwrap()));
+        Server { child, port, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn connect(&self) -> Client {
+        connect(&self.url())
+    }
+
+    /// A connected client that has read its welcome frame.
+    pub fn client(&self) -> Client {
+        let mut c = self.connect();
+        let welcome = read_json(&mut c);
+        assert_eq!(welcome["type"], "welcome");
+        c
+    }
+
+    pub fn http(&self, raw: &str) -> HttpReply {
+        http(self.port, raw.as_bytes())
+    }
+
+    pub fn get(&self, path: &str) -> HttpReply {
+        self.http(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/health").body).expect("health is JSON")
+    }
+
+    /// The value of one metric line (`name` with its labels).
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").body;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no metric {name} in\n{body}"))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn publish(&self, channel: &str, data: &str) -> HttpReply {
+        let body = format!(
+            "{{\"channel\":{},\"data\":{data}}}",
+            serde_json::to_string(channel).unwrap()
+        );
+        self.http(&format!(
+            "POST /publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit and returns its status code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect(url: &str) -> Client {
+    let (mut ws, _) = tungstenite::connect(url).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+    }
+    ws
+}
+
+/// The next text frame as JSON (pings are answered by tungstenite).
+pub fn read_json(c: &mut Client) -> serde_json::Value {
+    loop {
+        match c.read().expect("read a frame") {
+            Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+pub fn send(c: &mut Client, json: &str) {
+    c.send(Message::text(json)).expect("send");
+}
+
+/// Subscribes and waits for the ack.
+pub fn subscribe(c: &mut Client, channels: &[&str]) {
+    let req = serde_json::json!({"type": "subscribe", "channels": channels, "id": "s"});
+    send(c, &req.to_string());
+    let ack = read_json(c);
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(ack["channels"], serde_json::json!(channels));
+}
+
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends raw bytes and reads the reply until the server closes.
+pub fn http(port: u16, raw: &[u8]) -> HttpReply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    HttpReply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
