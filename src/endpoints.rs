@@ -90,13 +90,41 @@ pub fn publish(shared: &Shared, body: &[u8]) -> Response {
     if let Err(e) = channel::validate_subject(&parsed.channel) {
         return bad_request(&format!("invalid channel {:?}: {e}", parsed.channel));
     }
+    let cfg = shared.config();
+    if !cfg.nats_urls.is_empty() {
+        // Through NATS, so every instance delivers it; it comes back to us only
+        // on a subject we consume.
+        if !cfg
+            .nats_subjects
+            .iter()
+            .any(|p| channel::pattern_matches(p, &parsed.channel))
+        {
+            let subjects = cfg.nats_subjects.join(",");
+            return bad_request(&format!(
+                "channel {:?} is outside NATS_SUBJECTS ({subjects})",
+                parsed.channel
+            ));
+        }
+        if let Err(e) = publish_to_nats(shared, &parsed.channel, parsed.data.get()) {
+            return Response::json(503, serde_json::json!({ "error": e }).to_string())
+                .header("Retry-After", RETRY_AFTER_SECS.to_string());
+        }
+    } else {
+        let data: Box<str> = parsed.data.get().into();
+        shared.broadcast_local(
+            &parsed.channel,
+            MessageBody::from_json(&parsed.channel, data),
+        );
+    }
     shared.metrics.messages_in_http.fetch_add(1, Relaxed);
-    let data: Box<str> = parsed.data.get().into();
-    shared.broadcast_local(
-        &parsed.channel,
-        MessageBody::from_json(&parsed.channel, data),
-    );
     Response::json(202, "{\"status\":\"accepted\"}".into())
+}
+
+#[allow(deprecated)] // the sync nats client, by design
+fn publish_to_nats(shared: &Shared, channel: &str, data: &str) -> Result<(), String> {
+    let conn = shared.nats_conn.get().ok_or("NATS is not connected yet")?;
+    conn.publish(channel, data)
+        .map_err(|e| format!("NATS publish failed: {e}"))
 }
 
 fn bad_request(message: &str) -> Response {

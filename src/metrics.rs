@@ -94,6 +94,14 @@ pub struct Metrics {
     pub ring_lag: AtomicU64,
     pub nats_connected: AtomicU64,
     pub nats_reconnects: AtomicU64,
+    pub nats_disconnects: AtomicU64,
+    pub nats_lame_duck: AtomicU64,
+    pub intake_queue: AtomicU64,
+    pub intake_conflated: AtomicU64,
+    pub intake_dropped: AtomicU64,
+    pub intake_paused: AtomicU64,
+    pub intake_pauses: AtomicU64,
+    pub intake_paused_ms: AtomicU64,
     pub cpu_percent_x100: AtomicU64,
     pub rss_bytes: AtomicU64,
     latency_buckets: [AtomicU64; 14],
@@ -281,6 +289,59 @@ impl Metrics {
             "NATS reconnections.",
             "counter",
             load(&self.nats_reconnects),
+        );
+        let counters: [(&str, &str, &AtomicU64); 7] = [
+            (
+                "nats_disconnects_total",
+                "NATS disconnections.",
+                &self.nats_disconnects,
+            ),
+            (
+                "nats_lame_duck_total",
+                "NATS servers that announced lame-duck mode.",
+                &self.nats_lame_duck,
+            ),
+            (
+                "intake_conflated_total",
+                "NATS messages replaced by a newer one of the same channel before broadcast.",
+                &self.intake_conflated,
+            ),
+            (
+                "intake_dropped_total",
+                "NATS messages dropped because the intake queue was full.",
+                &self.intake_dropped,
+            ),
+            (
+                "intake_pauses_total",
+                "Times NATS intake paused for CPU.",
+                &self.intake_pauses,
+            ),
+            (
+                "intake_queue",
+                "NATS messages waiting for the ring (bounded).",
+                &self.intake_queue,
+            ),
+            (
+                "intake_paused",
+                "1 while NATS intake is paused for CPU.",
+                &self.intake_paused,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            g(&mut out, name, help, kind, load(value));
+        }
+        let paused = format!("{:.3}", self.intake_paused_ms.load(Relaxed) as f64 / 1000.0);
+        g(
+            &mut out,
+            "intake_paused_seconds_total",
+            "Time NATS intake spent paused.",
+            "counter",
+            paused,
         );
         g(
             &mut out,

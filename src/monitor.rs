@@ -32,5 +32,8 @@ pub fn run(shared: &Shared) {
             .cpu_over
             .store(percent >= cfg.cpu_reject_threshold, Relaxed);
         shared.memory_over.store(rss >= cfg.memory_limit, Relaxed);
+        shared
+            .intake_paused
+            .store(percent >= cfg.cpu_pause_threshold, Relaxed);
     }
 }

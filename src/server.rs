@@ -11,7 +11,7 @@ use mio::{Poll, Waker};
 use crate::config::Config;
 use crate::reactor::{Acceptor, WAKE_TOKEN, Worker, bind};
 use crate::shared::{Shared, WorkerHandle};
-use crate::{logging, monitor, sysinfo};
+use crate::{intake, logging, monitor, sysinfo};
 
 /// Time past the grace period for the last close frames to be written.
 const DRAIN_SLACK: Duration = Duration::from_secs(3);
@@ -51,6 +51,7 @@ pub fn run(config: Config, options: Options) -> Result<(), String> {
     spawn("acceptor", move || acceptor.run())?;
     let monitor_shared = Arc::clone(&shared);
     spawn("monitor", move || monitor::run(&monitor_shared))?;
+    intake::start(Arc::clone(&shared))?;
 
     let cfg = shared.config();
     log::info!(

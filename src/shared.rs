@@ -2,7 +2,7 @@
 //! the handles of the workers.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use mio::Waker;
@@ -53,7 +53,12 @@ pub struct Shared {
     /// Set by the monitor thread from CPU and memory samples.
     pub cpu_over: AtomicBool,
     pub memory_over: AtomicBool,
+    /// Set by the monitor thread while CPU >= WS_CPU_PAUSE_THRESHOLD.
+    pub intake_paused: AtomicBool,
     nats: AtomicU8,
+    /// The NATS connection once the first connect succeeded; POST /publish uses it.
+    #[allow(deprecated)] // the sync client, by design
+    pub nats_conn: OnceLock<nats::Connection>,
     /// WebSocket connections whose socket is still open (closing ones included):
     /// the drain waits for it to reach zero.
     pub live_ws: AtomicUsize,
@@ -76,7 +81,9 @@ impl Shared {
             draining: AtomicBool::new(false),
             cpu_over: AtomicBool::new(false),
             memory_over: AtomicBool::new(false),
+            intake_paused: AtomicBool::new(false),
             nats: AtomicU8::new(nats as u8),
+            nats_conn: OnceLock::new(),
             live_ws: AtomicUsize::new(0),
             started: Instant::now(),
             instance,
@@ -126,13 +133,25 @@ impl Shared {
         }
     }
 
-    /// Puts a message into the ring for this instance's clients; `seq` is the
-    /// instance's own counter (ring position + 1).
-    pub fn broadcast_local(&self, channel: &str, body: MessageBody) {
-        let now = Instant::now();
-        self.ring
-            .push_with(|pos| Broadcast::new(pos, pos + 1, channel, body, now));
+    /// Puts a message into the ring without waking the workers (the caller wakes
+    /// them once per batch). `seq` is the JetStream stream sequence, or `None` for
+    /// the instance's own counter (ring position + 1).
+    pub fn push_broadcast(
+        &self,
+        channel: &str,
+        body: MessageBody,
+        received_at: Instant,
+        seq: Option<u64>,
+    ) {
+        self.ring.push_with(|pos| {
+            Broadcast::new(pos, seq.unwrap_or(pos + 1), channel, body, received_at)
+        });
         self.metrics.broadcasts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message for this instance's clients only.
+    pub fn broadcast_local(&self, channel: &str, body: MessageBody) {
+        self.push_broadcast(channel, body, Instant::now(), None);
         self.wake_workers();
     }
 

@@ -6,6 +6,7 @@ use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::send_queue::SendQueue;
+use crate::rate::TokenBucket;
 
 pub struct Conn {
     pub stream: TcpStream,
@@ -53,10 +54,9 @@ pub struct Closing {
     pub was_ws: bool,
 }
 
-/// A token bucket of one second's worth of messages.
+/// The client message limit: a token bucket plus the count of refusals in a row.
 pub struct RateLimit {
-    tokens: f64,
-    last: Instant,
+    bucket: TokenBucket,
     /// Messages refused since the last one allowed.
     pub refused: u32,
 }
@@ -64,19 +64,13 @@ pub struct RateLimit {
 impl RateLimit {
     pub fn new(per_second: u32, now: Instant) -> RateLimit {
         RateLimit {
-            tokens: per_second as f64,
-            last: now,
+            bucket: TokenBucket::full(per_second, now),
             refused: 0,
         }
     }
 
     pub fn allow(&mut self, per_second: u32, now: Instant) -> bool {
-        let rate = per_second as f64;
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.bucket.try_take(per_second, now) {
             self.refused = 0;
             true
         } else {

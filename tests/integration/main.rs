@@ -4,6 +4,7 @@
 mod config_cli;
 mod fanout;
 mod http_endpoints;
+mod nats_intake;
 mod protocol;
 mod shutdown;
 mod support;

@@ -36,8 +36,12 @@ fn base_env() -> Vec<(&'static str, String)> {
 
 impl Server {
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_with_file(env, "/dev/null")
+    }
+
+    pub fn start_with_file(env: &[(&str, &str)], env_file: &str) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--env-file", "/dev/null"])
+        cmd.args(["--env-file", env_file])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in base_env() {
@@ -214,5 +218,95 @@ pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// A real nats-server on a free port, optionally with JetStream in its own store.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    store: Option<std::path::PathBuf>,
+}
+
+impl NatsServer {
+    pub fn start(jetstream: bool) -> NatsServer {
+        let port = free_port();
+        let store = jetstream.then(|| {
+            let dir =
+                std::env::temp_dir().join(format!("odin-ws-js-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        });
+        let mut nats = NatsServer {
+            child: None,
+            port,
+            store,
+        };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and store.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(dir) = &self.store {
+            cmd.args(["-js", "-sd", dir.to_str().unwrap()]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for("nats-server to listen", || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    #[allow(deprecated)] // the sync nats client, as in the server
+    pub fn client(&self) -> nats::Connection {
+        nats::connect(self.url().as_str()).expect("connect to nats-server")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = &self.store {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn wait_nats(&self, state: &str) {
+        wait_for(&format!("/health nats {state}"), || {
+            self.health()["nats"] == state
+        });
     }
 }

@@ -1,0 +1,82 @@
+//! Connecting to NATS: credentials, unlimited reconnects with backoff, and
+//! callbacks that keep /health and the metrics true.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::shared::{NatsState, Shared};
+
+/// Reconnect backoff: 100 ms doubling to this cap, plus jitter.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Publishes buffered while disconnected (POST /publish in NATS mode).
+const RECONNECT_BUFFER: usize = 8 << 20;
+
+pub fn backoff(attempt: usize) -> Duration {
+    let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(6) as u32);
+    let jitter = Duration::from_millis(u64::from(std::process::id() % 7 + clock_jitter()) * 10);
+    base.min(MAX_BACKOFF) + jitter
+}
+
+fn clock_jitter() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 10)
+        .unwrap_or(0)
+}
+
+fn options(shared: &Arc<Shared>) -> nats::Options {
+    let cfg = shared.config();
+    let opts = if let Some(path) = &cfg.nats_creds_file {
+        nats::Options::with_credentials(path)
+    } else if let Some(token) = &cfg.nats_token {
+        nats::Options::with_token(token)
+    } else if let (Some(user), Some(password)) = (&cfg.nats_user, &cfg.nats_password) {
+        nats::Options::with_user_pass(user, password)
+    } else {
+        nats::Options::new()
+    };
+    let (on_disconnect, on_reconnect, on_lame_duck) =
+        (Arc::clone(shared), Arc::clone(shared), Arc::clone(shared));
+    opts.with_name(&format!("odin-ws {}", shared.instance))
+        .retry_on_failed_connect()
+        .max_reconnects(None)
+        .reconnect_buffer_size(RECONNECT_BUFFER)
+        .reconnect_delay_callback(backoff)
+        .disconnect_callback(move || {
+            log::warn!("NATS disconnected; reconnecting");
+            on_disconnect.metrics.nats_disconnects.fetch_add(1, Relaxed);
+            on_disconnect.set_nats_state(NatsState::Reconnecting);
+        })
+        .reconnect_callback(move || {
+            log::info!("NATS reconnected");
+            on_reconnect.metrics.nats_reconnects.fetch_add(1, Relaxed);
+            on_reconnect.set_nats_state(NatsState::Connected);
+        })
+        .lame_duck_callback(move || {
+            log::warn!("NATS server entered lame-duck mode; it will close this connection soon");
+            on_lame_duck.metrics.nats_lame_duck.fetch_add(1, Relaxed);
+        })
+        .error_callback(|e| log::warn!("NATS error: {e}"))
+}
+
+/// Blocks until connected; the server serves clients meanwhile (nats: reconnecting).
+pub fn connect(shared: &Arc<Shared>) -> nats::Connection {
+    let urls = shared.config().nats_urls.join(",");
+    let mut attempt = 0;
+    loop {
+        match options(shared).connect(urls.as_str()) {
+            Ok(conn) => {
+                log::info!("NATS connected ({urls})");
+                return conn;
+            }
+            Err(e) => {
+                // Bad credentials or an unparsable URL end up here; keep trying
+                // so a NATS fixed later is picked up without a restart.
+                log::error!("NATS connect to {urls} failed: {e}");
+                std::thread::sleep(backoff(attempt));
+                attempt += 1;
+            }
+        }
+    }
+}

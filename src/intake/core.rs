@@ -1,0 +1,125 @@
+//! Core NATS: subscription handlers put messages into the bounded `Pending`
+//! queue; this thread moves them into the ring within the rate and while CPU
+//! allows. While paused or over the rate, each channel keeps only its newest
+//! message (conflation), so nothing queues without bound.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::pending::{Incoming, Pending, Queued};
+use super::{PauseTracker, effective_rate};
+use crate::broadcast::MessageBody;
+use crate::rate::TokenBucket;
+use crate::shared::{NatsState, Shared};
+
+/// Messages held while intake cannot keep up: count and payload bytes.
+const MAX_PENDING: usize = 65_536;
+const MAX_PENDING_BYTES: usize = 64 << 20;
+/// Messages moved to the ring between wake-ups of the workers.
+const BATCH: usize = 256;
+/// How often a waiting intake re-checks the pause flag.
+const RECHECK: Duration = Duration::from_millis(100);
+
+struct Queue {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
+    let queue = Arc::new(Queue {
+        pending: Mutex::new(Pending::new(MAX_PENDING, MAX_PENDING_BYTES)),
+        ready: Condvar::new(),
+    });
+    let mut handlers = Vec::new();
+    for subject in shared.config().nats_subjects.iter() {
+        let (queue, shared) = (Arc::clone(&queue), Arc::clone(shared));
+        loop {
+            match conn.subscribe(subject) {
+                Ok(sub) => {
+                    handlers.push(sub.with_handler(move |msg| {
+                        on_message(&shared, &queue, msg);
+                        Ok(())
+                    }));
+                    log::info!("NATS subscribed to {subject}");
+                    break;
+                }
+                Err(e) => {
+                    log::error!("NATS subscribe to {subject} failed: {e}; retrying");
+                    std::thread::sleep(super::connect::backoff(3));
+                }
+            }
+        }
+    }
+    // One round trip so the server has our subscriptions before we say connected.
+    if let Err(e) = conn.flush() {
+        log::warn!("NATS flush after subscribing failed: {e}");
+    }
+    shared.set_nats_state(NatsState::Connected);
+    drain(shared, &queue);
+}
+
+/// Runs on the nats crate's handler thread: never blocks beyond the queue lock.
+fn on_message(shared: &Shared, queue: &Queue, msg: nats::Message) {
+    let incoming = Incoming {
+        subject: msg.subject,
+        payload: msg.data,
+        received_at: Instant::now(),
+    };
+    let m = &shared.metrics;
+    m.messages_in_nats.fetch_add(1, Relaxed);
+    let rate_limited = effective_rate(&shared.config()) > 0;
+    let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
+    let conflate = shared.intake_paused.load(Relaxed) || (rate_limited && !pending.is_empty());
+    match pending.push(incoming, conflate) {
+        Queued::Conflated => {
+            m.intake_conflated.fetch_add(1, Relaxed);
+        }
+        Queued::Dropped => {
+            m.intake_dropped.fetch_add(1, Relaxed);
+        }
+        Queued::Fifo | Queued::Latest => {}
+    }
+    m.intake_queue.store(pending.len() as u64, Relaxed);
+    drop(pending);
+    queue.ready.notify_one();
+}
+
+fn drain(shared: &Shared, queue: &Queue) {
+    let mut pause = PauseTracker::default();
+    let mut bucket = TokenBucket::full(effective_rate(&shared.config()), Instant::now());
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let rate = effective_rate(&shared.config());
+        let paused = pause.update(shared);
+        let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if paused || pending.is_empty() {
+            let _ = queue.ready.wait_timeout(pending, RECHECK);
+            continue;
+        }
+        let allowed = if rate == 0 {
+            BATCH
+        } else {
+            bucket.available(rate, BATCH, Instant::now())
+        };
+        if allowed == 0 {
+            drop(pending);
+            std::thread::sleep(bucket.wait(rate).min(RECHECK));
+            continue;
+        }
+        batch.extend(std::iter::from_fn(|| pending.pop()).take(allowed));
+        shared
+            .metrics
+            .intake_queue
+            .store(pending.len() as u64, Relaxed);
+        drop(pending);
+        if rate > 0 {
+            bucket.take(batch.len());
+        }
+        for msg in batch.drain(..) {
+            let body = MessageBody::new(&msg.subject, &msg.payload);
+            shared.push_broadcast(&msg.subject, body, msg.received_at, None);
+        }
+        shared.wake_workers();
+    }
+}
