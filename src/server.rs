@@ -124,8 +124,7 @@ fn signal_loop(shared: &Shared, signals: &libc::sigset_t, options: &Options) {
                     "{name}: draining {} connections over {grace:?}",
                     shared.metrics.connections.load(Relaxed)
                 );
-                shared.draining.store(true, Relaxed);
-                shared.wake_workers();
+                shared.start_drain();
                 drain_deadline = Some(Instant::now() + grace + DRAIN_SLACK);
             }
             None => {}

@@ -34,6 +34,16 @@ impl NatsState {
     }
 }
 
+/// The drain's schedule, shared so workers spread closes evenly between them.
+#[derive(Default)]
+pub struct Drain {
+    pub started: OnceLock<Instant>,
+    /// WebSocket connections open when the drain began.
+    pub total: AtomicUsize,
+    /// The next close slot, 0..total.
+    pub next_slot: AtomicUsize,
+}
+
 /// The acceptor's and the main thread's line to one worker.
 pub struct WorkerHandle {
     pub waker: Waker,
@@ -49,7 +59,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub ring: Ring,
     pub workers: Vec<WorkerHandle>,
-    pub draining: AtomicBool,
+    draining: AtomicBool,
+    pub drain: Drain,
     /// Set by the monitor thread from CPU and memory samples.
     pub cpu_over: AtomicBool,
     pub memory_over: AtomicBool,
@@ -79,6 +90,7 @@ impl Shared {
             metrics: Metrics::default(),
             workers,
             draining: AtomicBool::new(false),
+            drain: Drain::default(),
             cpu_over: AtomicBool::new(false),
             memory_over: AtomicBool::new(false),
             intake_paused: AtomicBool::new(false),
@@ -113,7 +125,16 @@ impl Shared {
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts the drain: the schedule first, then the flag the workers look at.
+    pub fn start_drain(&self) {
+        let _ = self.drain.started.set(Instant::now());
+        let open = self.metrics.connections.load(Ordering::Relaxed) as usize;
+        self.drain.total.store(open, Ordering::Relaxed);
+        self.draining.store(true, Ordering::Release);
+        self.wake_workers();
     }
 
     /// Why a new WebSocket would be refused right now, if it would.

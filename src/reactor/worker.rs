@@ -404,7 +404,9 @@ impl Worker {
     }
 
     /// On SIGTERM: every WebSocket gets a close time, spread evenly over the grace
-    /// period so clients do not all reconnect elsewhere in the same second.
+    /// period so clients do not all reconnect elsewhere in the same second. Slots
+    /// come from one counter shared by all workers, so the spread is even across
+    /// the whole server however the connections are divided among workers.
     fn start_drain(&mut self, now: Instant) {
         if self.drain_started || !self.shared.is_draining() {
             return;
@@ -417,17 +419,25 @@ impl Worker {
             .filter(|k| matches!(self.conns.get(*k).map(|c| &c.state), Some(State::Ws(_))))
             .collect();
         let grace = self.cfg.shutdown_grace;
-        let n = keys.len().max(1) as u32;
-        for (i, key) in keys.into_iter().enumerate() {
-            let at = now + grace * i as u32 / n;
-            if let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) {
+        let started = self.shared.drain.started.get().copied().unwrap_or(now);
+        let total = self.shared.drain.total.load(Relaxed).max(1);
+        for key in &keys {
+            let slot = self
+                .shared
+                .drain
+                .next_slot
+                .fetch_add(1, Relaxed)
+                .min(total - 1);
+            let at = started + grace.mul_f64(slot as f64 / total as f64);
+            if let Some(State::Ws(ws)) = self.conns.get_mut(*key).map(|c| &mut c.state) {
                 ws.drain_at = Some(at);
             }
-            self.schedule(key, at);
+            self.schedule(*key, at);
         }
         log::info!(
-            "worker {}: draining {n} connections over {grace:?}",
-            self.id
+            "worker {}: draining {} connections over {grace:?}",
+            self.id,
+            keys.len()
         );
     }
 

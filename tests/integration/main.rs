@@ -3,8 +3,10 @@
 
 mod config_cli;
 mod fanout;
+mod hardening;
 mod http_endpoints;
 mod nats_intake;
 mod protocol;
+mod raw;
 mod shutdown;
 mod support;

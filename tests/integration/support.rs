@@ -29,6 +29,8 @@ fn base_env() -> Vec<(&'static str, String)> {
         ("WS_ADDR", "127.0.0.1:0".into()),
         ("WS_PUBLISH_TOKEN", TOKEN.into()),
         ("WS_CPU_LIMIT", "64".into()),
+        // More workers than cores, so cross-worker paths run; not 64 of them.
+        ("WS_WORKER_POOL_SIZE", "4".into()),
         ("LOG_LEVEL", "info".into()),
         ("LOG_FORMAT", "text".into()),
     ]
