@@ -21,6 +21,10 @@ pub const ACCEPTOR_WAKE: Token = Token(1);
 const BACKLOG: i32 = 65_535;
 /// Sockets beyond max connections kept for plain HTTP (health checks, metrics).
 const HTTP_HEADROOM: u64 = 256;
+/// Kernel send buffer per client socket. Linux autotunes it up to tcp_wmem's max
+/// (4 MiB) for a peer that stops reading, which is memory the send-queue bound
+/// does not see; market data needs far less than this per RTT.
+const SOCKET_SEND_BUFFER: libc::c_int = 64 * 1024;
 /// After running out of file descriptors, pause before accepting again.
 const EMFILE_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -94,6 +98,20 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
+fn set_send_buffer(stream: &mio::net::TcpStream) {
+    let size = SOCKET_SEND_BUFFER;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized value.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 pub struct Acceptor {
     pub poll: Poll,
     pub listener: TcpListener,
@@ -143,6 +161,7 @@ impl Acceptor {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    set_send_buffer(&stream);
                     self.hand_off(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,

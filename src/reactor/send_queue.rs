@@ -137,6 +137,14 @@ impl SendQueue {
         dropped
     }
 
+    /// A connection closed as a slow consumer: its unsent broadcasts go, so the
+    /// close frame is next after whatever is half-written.
+    pub fn discard_broadcasts(&mut self) {
+        self.drop_oldest_until(0);
+        self.latest.clear();
+        self.latest_bytes = 0;
+    }
+
     /// Once a conflating connection has drained half its bound, the newest message of
     /// every channel goes back into the queue in publish order, flagged when older ones
     /// were dropped.

@@ -29,8 +29,9 @@ pub const WAKE_TOKEN: Token = Token(usize::MAX);
 const RING_BATCH: usize = 1024;
 /// Messages read from one connection per turn before others get their turn.
 pub(super) const READ_BUDGET: usize = 32;
-/// How long a closing connection may take to read our close and hang up.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a closing connection may take to read our close and hang up: a slow
+/// consumer must first drain its kernel buffer to reach the close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// An empty ping frame, shared by every connection.
 static PING_FRAME: [u8; 2] = [0x89, 0x00];
 /// Consecutive poll failures after which the worker gives up rather than spin.
@@ -338,7 +339,10 @@ impl Worker {
         self.shared.metrics.dropped(Drop::DropOldest, dropped);
         let now = Instant::now();
         for key in overflowed {
-            if matches!(self.conns.get(key).map(|c| &c.state), Some(State::Ws(_))) {
+            if let Some(conn) = self.conns.get_mut(key)
+                && matches!(conn.state, State::Ws(_))
+            {
+                conn.send.discard_broadcasts();
                 self.shared
                     .metrics
                     .slow_consumer_closes

@@ -80,6 +80,7 @@ fn publish_round(s: &Server, round: i64, published: &[(&str, i64)]) {
 
 #[test]
 fn a_thousand_clients_get_exactly_their_messages_in_order() {
+    let _heavy = heavy();
     let s = Server::start(&[]);
     let mut clients: Vec<(usize, Client)> = (0..CLIENTS)
         .map(|i| {

@@ -45,6 +45,7 @@ fn expect_error(ws: &mut RawWs, input: &str, code: &str) {
 
 #[test]
 fn bad_input_corpus_while_a_hundred_clients_receive_without_a_gap() {
+    let _heavy = heavy();
     let s = Server::start(&[
         ("WS_MAX_MESSAGE_SIZE", "1024"),
         ("WS_MAX_SUBSCRIPTIONS", "3"),
@@ -294,6 +295,7 @@ fn drain_spreads_closes_over_the_grace_period() {
 
 #[test]
 fn five_thousand_clients_vanishing_at_once_cost_the_others_nothing() {
+    let _heavy = heavy();
     let s = Server::start(&[]);
     let mut steady = s.client();
     subscribe(&mut steady, &["feed.tick"]);
@@ -328,8 +330,9 @@ fn five_thousand_clients_vanishing_at_once_cost_the_others_nothing() {
     assert_eq!(read_json(&mut steady)["data"]["n"], 1);
     let _fresh = s.client();
     assert_eq!(s.metric("odin_ws_connections"), 2.0);
-    // steady, fresh, and the /metrics request itself.
-    assert_eq!(s.metric("odin_ws_sockets"), 3.0);
+    // steady, fresh, and the /metrics request itself (earlier HTTP requests'
+    // sockets go once their clients hang up).
+    wait_for("no leftover sockets", || s.metric("odin_ws_sockets") == 3.0);
 }
 
 #[test]

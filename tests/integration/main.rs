@@ -9,4 +9,5 @@ mod nats_intake;
 mod protocol;
 mod raw;
 mod shutdown;
+mod slow_consumers;
 mod support;

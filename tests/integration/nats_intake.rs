@@ -114,8 +114,14 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
 
     nats.restart();
     s.wait_nats("connected");
-    // Publish until delivery resumes (the resubscription races our publisher),
-    // then the rest must follow in order.
+    resumes_in_order(&nats, &mut c);
+    assert!(s.metric("odin_ws_nats_reconnects_total") >= 1.0);
+    assert!(s.metric("odin_ws_nats_disconnects_total") >= 1.0);
+}
+
+/// Publishes until delivery resumes (the resubscription races our publisher),
+/// then 20 more that must follow in order.
+fn resumes_in_order(nats: &NatsServer, c: &mut Client) {
     let publisher = nats.client();
     let mut n = 100;
     let first = loop {
@@ -124,8 +130,8 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
             .unwrap();
         publisher.flush().unwrap();
         n += 1;
-        let reply = c.read();
-        if let Ok(tungstenite::Message::Text(t)) = reply {
+        // Bounded: the client's read timeout is the test deadline.
+        if let Ok(tungstenite::Message::Text(t)) = c.read() {
             break serde_json::from_str::<serde_json::Value>(&t).unwrap()["data"]["n"]
                 .as_i64()
                 .unwrap();
@@ -139,12 +145,34 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
     publisher.flush().unwrap();
     let mut last = first;
     while last < n + 19 {
-        let (_, got) = next_n(&mut c);
+        let (_, got) = next_n(c);
         assert!(got > last, "order: {got} after {last}");
         last = got;
     }
-    assert!(s.metric("odin_ws_nats_reconnects_total") >= 1.0);
-    assert!(s.metric("odin_ws_nats_disconnects_total") >= 1.0);
+}
+
+#[test]
+fn nats_away_for_thirty_seconds_costs_clients_nothing() {
+    let mut nats = NatsServer::start(false);
+    let s = start(&nats_env(&nats));
+    s.wait_nats("connected");
+    let mut c = s.client();
+    subscribe(&mut c, &["odin.tick"]);
+    nats.stop();
+    s.wait_nats("reconnecting");
+    let away = std::time::Instant::now();
+    // Thirty seconds without NATS: the client is served all along (a ping round
+    // trip every second) and /health keeps saying what is going on.
+    while away.elapsed() < std::time::Duration::from_secs(30) {
+        send(&mut c, r#"{"type":"ping"}"#);
+        assert_eq!(read_json(&mut c)["type"], "pong");
+        assert_eq!(s.health()["nats"], "reconnecting");
+        std::thread::park_timeout(std::time::Duration::from_secs(1));
+    }
+    nats.restart();
+    s.wait_nats("connected");
+    resumes_in_order(&nats, &mut c);
+    assert_eq!(s.health()["connections"], 1);
 }
 
 #[test]

@@ -32,8 +32,13 @@ impl RawWs {
     /// Connects to `path` and completes the handshake.
     pub fn open(port: u16, path: &str) -> RawWs {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.write_all(upgrade_request(path).as_bytes()).unwrap();
+        RawWs::from_stream(stream)
+    }
+
+    /// A socket that already sent its upgrade request: reads the 101 head.
+    pub fn from_stream(stream: TcpStream) -> RawWs {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut ws = RawWs {
             stream,
             buf: Vec::new(),
@@ -44,8 +49,11 @@ impl RawWs {
             }
             assert!(ws.fill(), "closed during the handshake");
         };
-        let head = String::from_utf8_lossy(&ws.buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            ws.buf.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&ws.buf)
+        );
         ws.buf.drain(..end);
         ws
     }

@@ -214,6 +214,13 @@ pub fn http(port: u16, raw: &[u8]) -> HttpReply {
     }
 }
 
+/// Tests with thousands of sockets or a sustained feed take this so they do not
+/// run at the same time on a 2-core machine and starve each other's readers.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Polls `check` until it holds or the deadline passes.
 pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
