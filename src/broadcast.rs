@@ -92,7 +92,12 @@ pub fn is_json(payload: &[u8]) -> bool {
 
 /// Frames `payload` as one final, unmasked server text frame.
 pub fn text_frame(payload: Vec<u8>) -> Bytes {
-    let frame = Frame::message(payload, OpCode::Data(Data::Text), true);
+    data_frame(payload, Data::Text)
+}
+
+/// Frames `payload` as one final, unmasked server data frame of kind `data`.
+pub fn data_frame(payload: Vec<u8>, data: Data) -> Bytes {
+    let frame = Frame::message(payload, OpCode::Data(data), true);
     let mut out = Vec::with_capacity(frame.len());
     frame
         .format(&mut out)

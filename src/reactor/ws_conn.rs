@@ -4,14 +4,14 @@
 use std::io;
 use std::time::Instant;
 
-use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tungstenite::{Error, Message};
 
 use super::conn::{State, WsConn};
 use super::send_queue::{QueueIo, SendQueue};
 use super::slab::Key;
 use super::worker::{READ_BUDGET, Worker};
-use crate::broadcast::text_frame;
+use crate::broadcast::{data_frame, text_frame};
 use crate::channel;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -119,7 +119,7 @@ fn on_message(
     let text = match msg {
         Message::Text(text) => text,
         Message::Binary(data) if ws.echo => {
-            send.push_own(binary_frame(&data));
+            send.push_own(data_frame(data.to_vec(), Data::Binary));
             return Outcome::Open;
         }
         Message::Binary(_) => {
@@ -232,15 +232,4 @@ fn reply_error(
 ) {
     metrics.client_error(code.as_str());
     send.push_own(text_frame(protocol::error(code, message, id).into_bytes()));
-}
-
-fn binary_frame(data: &[u8]) -> tungstenite::Bytes {
-    use tungstenite::protocol::frame::Frame;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-    let frame = Frame::message(data.to_vec(), OpCode::Data(Data::Binary), true);
-    let mut out = Vec::with_capacity(frame.len());
-    frame
-        .format(&mut out)
-        .expect("writing to a Vec cannot fail");
-    tungstenite::Bytes::from(out)
 }

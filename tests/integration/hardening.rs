@@ -313,16 +313,7 @@ fn five_thousand_clients_vanishing_at_once_cost_the_others_nothing() {
             l_onoff: 1,
             l_linger: 0,
         };
-        // SAFETY: setsockopt on a socket we own, with a correctly sized value.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(sock),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &linger as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
+        setsockopt(sock, libc::SOL_SOCKET, libc::SO_LINGER, &linger);
     }
     drop(sockets);
     wait_for("the server to drop them", || s.health()["connections"] == 1);

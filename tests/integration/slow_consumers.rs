@@ -32,16 +32,7 @@ fn stalled(port: u16) -> TcpStream {
 }
 
 fn set_receive_buffer(sock: &TcpStream, size: libc::c_int) {
-    // SAFETY: setsockopt on a socket we own, with a correctly sized value.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(sock),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            &size as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
 }
 
 /// `{"type":"subscribe","channels":["feed.tick"]}` as a masked client frame.

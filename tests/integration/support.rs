@@ -214,6 +214,20 @@ pub fn http(port: u16, raw: &[u8]) -> HttpReply {
     }
 }
 
+/// Sets a socket option on a test socket.
+pub fn setsockopt<T>(sock: &TcpStream, level: i32, name: i32, value: &T) {
+    // SAFETY: setsockopt on a socket we own, with a value of the given size.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Tests with thousands of sockets or a sustained feed take this so they do not
 /// run at the same time on a 2-core machine and starve each other's readers.
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
