@@ -26,7 +26,7 @@ use crate::sublist::Sublist;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Broadcasts taken from the ring per turn, so sockets are served between batches.
-const RING_BATCH: usize = 1024;
+const RING_BATCH: usize = 64;
 /// Messages read from one connection per turn before others get their turn.
 pub(super) const READ_BUDGET: usize = 32;
 /// How long a closing connection may take to read our close and hang up: a slow
@@ -317,6 +317,11 @@ impl Worker {
                     continue;
                 }
                 ws.last_pos = Some(b.pos);
+                // Only a socket that will not take more makes a slow consumer: a
+                // worker that fell behind (a long turn, a burst) flushes first.
+                if conn.send.len() + b.frame.len() > limit {
+                    let _ = conn.send.flush(&mut conn.stream, limit);
+                }
                 match conn.send.push_broadcast(b, limit, policy) {
                     Pushed::Queued => {}
                     Pushed::Conflated(n) => conflated += n,

@@ -21,6 +21,23 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
+/// A reading client with a deep receive buffer: a test reader starved of CPU
+/// for a moment must not turn into a slow consumer itself.
+fn reader(port: u16) -> Client {
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    set_receive_buffer(&sock, 4 << 20);
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (mut c, _) = tungstenite::client(
+        url.as_str(),
+        tungstenite::stream::MaybeTlsStream::Plain(sock),
+    )
+    .unwrap_or_else(|e| panic!("handshake: {e}"));
+    assert_eq!(read_json(&mut c)["type"], "welcome");
+    subscribe(&mut c, &["feed.tick"]);
+    c
+}
+
 /// A client that upgrades and then never reads, with a small receive buffer so
 /// the server's queue is what fills.
 fn stalled(port: u16) -> TcpStream {
@@ -80,13 +97,7 @@ fn run_policy(policy: &str) -> (Server, Option<u16>, usize) {
         ("WS_SLOW_CLIENT_POLICY", policy),
         ("WS_SEND_QUEUE_BYTES", "16384"),
     ]);
-    let readers: Vec<Client> = (0..READERS)
-        .map(|_| {
-            let mut c = s.client();
-            subscribe(&mut c, &["feed.tick"]);
-            c
-        })
-        .collect();
+    let readers: Vec<Client> = (0..READERS).map(|_| reader(s.port)).collect();
     let mut stalled: Vec<TcpStream> = (0..STALLED).map(|_| stalled(s.port)).collect();
     wait_for("every client connected", || {
         s.health()["connections"] == READERS + STALLED
