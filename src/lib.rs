@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod protocol;
 pub mod reactor;
+pub mod resolve;
 pub mod ring;
 pub mod server;
 pub mod shared;
