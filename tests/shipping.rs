@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::stream::MaybeTlsStream;
 
-/// Flip to true once the NATS intake resolves NATS_URL through
-/// `odin_ws::resolve::nats_urls` and logs `NATS servers: {servers}` (README,
-/// "Deployment"). The chrooted static server must then reach "nats":"connected"
-/// by host name and deliver a message published on NATS.
+/// Flip to true once the NATS intake connects to `odin_ws::resolve::nats_urls`
+/// (its `url_list()`) and logs the result with `{}` ("natshost -> 127.0.0.1").
+/// The chrooted static server must then log that, reach "nats":"connected" by
+/// host name and deliver a message published on NATS.
 const INTAKE_RESOLVES_NATS_NAMES: bool = false;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
