@@ -26,6 +26,7 @@ pub fn health(shared: &Shared) -> Response {
     let mut body = serde_json::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
+        "build": option_env!("ODIN_WS_BUILD").unwrap_or("dev"),
         "instance": shared.instance,
         "connections": shared.metrics.connections.load(Relaxed),
         "max_connections": cfg.max_connections,

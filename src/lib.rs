@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod protocol;
 pub mod rate;
 pub mod reactor;
+pub mod resolve;
 pub mod ring;
 pub mod server;
 pub mod shared;
