@@ -62,18 +62,20 @@ fn options(shared: &Arc<Shared>) -> nats::Options {
 
 /// Blocks until connected; the server serves clients meanwhile (nats: reconnecting).
 pub fn connect(shared: &Arc<Shared>) -> nats::Connection {
-    let urls = shared.config().nats_urls.join(",");
     let mut attempt = 0;
     loop {
-        match options(shared).connect(urls.as_str()) {
+        // Host names to addresses without libc's resolver (the static build);
+        // a name it cannot resolve is left for the nats crate (libc).
+        let servers = crate::resolve::nats_urls(&shared.config().nats_urls);
+        match options(shared).connect(servers.url_list().as_str()) {
             Ok(conn) => {
-                log::info!("NATS connected ({urls})");
+                log::info!("NATS connected ({servers})");
                 return conn;
             }
             Err(e) => {
-                // Bad credentials or an unparsable URL end up here; keep trying
+                // An unparsable URL ends up here; keep trying
                 // so a NATS fixed later is picked up without a restart.
-                log::error!("NATS connect to {urls} failed: {e}");
+                log::error!("NATS connect to {servers} failed: {e}");
                 std::thread::sleep(backoff(attempt));
                 attempt += 1;
             }

@@ -7,12 +7,6 @@ use std::sync::OnceLock;
 
 use crate::support::*;
 
-/// Flip to true once the NATS intake connects to `odin_ws::resolve::nats_urls`
-/// (its `url_list()`) and logs the result with `{}` ("natshost -> 127.0.0.1").
-/// The chrooted static server must then log that, reach "nats":"connected" by
-/// host name and deliver a message published on NATS.
-const INTAKE_RESOLVES_NATS_NAMES: bool = false;
-
 pub struct Image {
     pub rootfs: PathBuf,
     /// The build id scripts/build-static gave the static binaries.
@@ -136,22 +130,20 @@ fn image_serves_a_subscribed_client_with_nats_by_host_name() {
 
     let mut client = ws_client(port);
     subscribe(&mut client, &["odin.ship.>"]);
-    if INTAKE_RESOLVES_NATS_NAMES {
-        wait_for("/health nats connected", || {
-            serde_json::from_str::<serde_json::Value>(&get(port, "/health").1).unwrap()["nats"]
-                == "connected"
-        });
-        let log = server.log();
-        assert!(log.contains("natshost -> 127.0.0.1"), "{log}");
-        let nc = nats::connect(format!("nats://127.0.0.1:{nats_port}")).unwrap();
-        nc.publish("odin.ship.from_nats", "{\"px\":1}").unwrap();
-        nc.flush().unwrap();
-        let msg = read_json(&mut client);
-        assert_eq!(msg["channel"], "odin.ship.from_nats", "{msg}");
-        assert_eq!(msg["data"]["px"], 1);
-    }
-    // POST /publish: local before the intake, through NATS after it (503 until
-    // NATS is connected, hence the wait).
+    // NATS by host name, resolved without libc ("natshost -> 127.0.0.1").
+    wait_for("/health nats connected", || {
+        serde_json::from_str::<serde_json::Value>(&get(port, "/health").1).unwrap()["nats"]
+            == "connected"
+    });
+    let log = server.log();
+    assert!(log.contains("natshost -> 127.0.0.1"), "{log}");
+    let nc = nats::connect(format!("nats://127.0.0.1:{nats_port}")).unwrap();
+    nc.publish("odin.ship.from_nats", "{\"px\":1}").unwrap();
+    nc.flush().unwrap();
+    let msg = read_json(&mut client);
+    assert_eq!(msg["channel"], "odin.ship.from_nats", "{msg}");
+    assert_eq!(msg["data"]["px"], 1);
+    // POST /publish goes through NATS.
     wait_for("POST /publish accepted", || {
         publish(port, "odin.ship.from_http", "{\"px\":2}") == 202
     });
