@@ -84,6 +84,11 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    /// Every live value.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter_map(|e| e.value.as_ref())
+    }
+
     /// Keys of every live entry.
     pub fn keys(&self) -> Vec<Key> {
         self.entries

@@ -488,13 +488,7 @@ impl Worker {
             .metrics
             .deliveries
             .fetch_add(std::mem::take(&mut self.deliveries), Relaxed);
-        let queued: usize = self
-            .conns
-            .keys()
-            .iter()
-            .filter_map(|k| self.conns.get(*k))
-            .map(|c| c.send.len())
-            .sum();
+        let queued: usize = self.conns.values().map(|c| c.send.len()).sum();
         handle.queued_bytes.store(queued as u64, Relaxed);
         handle
             .ring_lag
