@@ -389,6 +389,22 @@ fn parse_http_addr(s: &str) -> Result<(SocketAddrV4, String), String> {
     Ok((resolve(&hostport)?, path.to_string()))
 }
 
+/// `auto`, `N` (127.0.0.1..=127.0.0.N) or `A-B` (127.0.0.A..=127.0.0.B), so that
+/// several load processes can use different source addresses.
+fn parse_sources(s: &str) -> Result<Option<(u8, u8)>, String> {
+    if s == "auto" {
+        return Ok(None);
+    }
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u8>(), b.trim().parse::<u8>()),
+        None => (Ok(1), s.parse::<u8>()),
+    };
+    match (a, b) {
+        (Ok(a), Ok(b)) if a >= 1 && a <= b && b < 255 => Ok(Some((a, b))),
+        _ => Err("expected auto, N or A-B with 1 <= A <= B <= 254".into()),
+    }
+}
+
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s {
         "odin" => Ok(Protocol::Odin),
@@ -415,16 +431,7 @@ impl LoadSettings {
         let channels = r.get(CHANNELS, default_channels, parse_templates);
         let channels_per_client = r.number(CHANNELS_PER_CLIENT, 1u32);
         let wildcards = r.get(WILDCARDS, Vec::new(), |s| Ok(parse_list(s)));
-        let sources = r.get(SOURCE_ADDRS, None, |s| {
-            if s == "auto" {
-                Ok(None)
-            } else {
-                match s.parse::<u8>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err("expected auto or 1-255".into()),
-                }
-            }
-        });
+        let sources = r.get(SOURCE_ADDRS, None, parse_sources);
         let stop_reading_percent = r.number(STOP_READING_PERCENT, 0.0f64);
         let stop_after_messages = r.number(STOP_AFTER_MESSAGES, 0u64);
         let default_health = match protocol {
@@ -462,14 +469,14 @@ impl LoadSettings {
         });
         r.finish()?;
 
-        let loopback = url.addr.ip().is_loopback();
-        let count = sources.unwrap_or_else(|| {
-            target
-                .div_ceil(CONNECTIONS_PER_SOURCE)
-                .clamp(1, u32::from(u8::MAX - 1)) as u8
+        let (first, last) = sources.unwrap_or_else(|| {
+            let n = target.div_ceil(CONNECTIONS_PER_SOURCE).clamp(1, 254) as u8;
+            (1, n)
         });
-        let sources = if loopback {
-            (1..=count).map(|x| Ipv4Addr::new(127, 0, 0, x)).collect()
+        let sources = if url.addr.ip().is_loopback() {
+            (first..=last)
+                .map(|x| Ipv4Addr::new(127, 0, 0, x))
+                .collect()
         } else {
             Vec::new()
         };
@@ -641,6 +648,12 @@ mod tests {
         assert_eq!(l.sources[2], Ipv4Addr::new(127, 0, 0, 3));
         let l = LoadSettings::read(&source(&["--source_addrs", "8"], &[])).unwrap();
         assert_eq!(l.sources.len(), 8);
+        let l = LoadSettings::read(&source(&["--source_addrs", "3-4"], &[])).unwrap();
+        assert_eq!(
+            l.sources,
+            [Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 4)]
+        );
+        assert!(LoadSettings::read(&source(&["--source_addrs", "4-3"], &[])).is_err());
     }
 
     #[test]
