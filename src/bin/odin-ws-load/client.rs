@@ -384,13 +384,15 @@ impl Client {
             }
         } else {
             stats.messages += 1;
-            stats.window(now.duration_since(ctx.start)).messages += 1;
+            let window = stats.window(now.duration_since(ctx.start));
+            window.messages += 1;
+            if fields.ts_us.is_some() {
+                window.latency_us.record(latency);
+                stats.latency_us.record(latency);
+            }
             stats.first_message.get_or_insert(now);
             stats.last_message = Some(now);
             stats.conflated += u64::from(conflated);
-            if fields.ts_us.is_some() {
-                stats.latency_us.record(latency);
-            }
         }
         let Some(n) = fields.n else {
             stats.unparsed += 1;

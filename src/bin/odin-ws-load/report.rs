@@ -51,6 +51,8 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
                 "failed": w.failed,
                 "dropped": w.dropped,
                 "messages": w.messages,
+                "latency_p50_ms": ms(w.latency_us.quantile(0.50)),
+                "latency_p99_ms": ms(w.latency_us.quantile(0.99)),
             })
         })
         .collect();
@@ -165,19 +167,20 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
     let _ = writeln!(out, "timeline (10 s windows):");
     let _ = writeln!(
         out,
-        "  {:>6} {:>9} {:>9} {:>7} {:>7} {:>10}",
-        "t", "attempted", "succeeded", "failed", "dropped", "messages"
+        "  {:>6} {:>9} {:>9} {:>7} {:>7} {:>10} {:>9}",
+        "t", "attempted", "succeeded", "failed", "dropped", "messages", "p99 ms"
     );
     for (i, w) in st.timeline.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  {:>5}s {:>9} {:>9} {:>7} {:>7} {:>10}",
+            "  {:>5}s {:>9} {:>9} {:>7} {:>7} {:>10} {:>9}",
             i as u64 * WINDOW.as_secs(),
             w.attempted,
             w.succeeded,
             w.failed,
             w.dropped,
-            w.messages
+            w.messages,
+            ms(w.latency_us.quantile(0.99))
         );
     }
     if !health.is_empty() {

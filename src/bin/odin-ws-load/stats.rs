@@ -12,6 +12,7 @@ const MAX_EXPONENT: u32 = 40;
 const BUCKETS: usize = (SUB_BUCKETS + (MAX_EXPONENT - SUB_BITS + 1) as u64 * SUB_BUCKETS) as usize;
 
 /// A histogram of non-negative integers (microseconds here).
+#[derive(Clone)]
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
@@ -89,6 +90,8 @@ pub struct Window {
     pub failed: u64,
     pub dropped: u64,
     pub messages: u64,
+    /// Publish-to-receive latency of this window's messages, µs.
+    pub latency_us: Histogram,
 }
 
 pub const WINDOW: Duration = Duration::from_secs(10);
