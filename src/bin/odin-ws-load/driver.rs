@@ -31,6 +31,22 @@ pub struct Outcome {
     pub hold: Duration,
     pub open_at_end: u64,
     pub stopped_by: &'static str,
+    /// CPU seconds (user + system) this process used, to tell whether the tool
+    /// itself was the bottleneck.
+    pub tool_cpu_s: f64,
+}
+
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return 0.0;
+        }
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn unix_micros() -> u64 {
@@ -137,6 +153,7 @@ pub fn run(
         hold: ready_at.map(|r| end.duration_since(r)).unwrap_or_default(),
         open_at_end,
         stopped_by,
+        tool_cpu_s: own_cpu_seconds(),
         stats: run.stats,
     })
 }

@@ -101,6 +101,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "ramp_s": o.ramp.map(|r| round2(r.as_secs_f64())),
         "hold_s": round2(o.hold.as_secs_f64()),
         "elapsed_s": round2(o.elapsed.as_secs_f64()),
+        "tool_cpu_s": round2(o.tool_cpu_s),
         "stopped_by": o.stopped_by,
         "timeline": timeline,
         "health": health,
@@ -196,8 +197,8 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
     }
     let _ = writeln!(
         out,
-        "ramp {}s, hold {}s, stopped by {}",
-        v["ramp_s"], v["hold_s"], o.stopped_by
+        "ramp {}s, hold {}s, stopped by {}; this tool used {:.2} s of CPU",
+        v["ramp_s"], v["hold_s"], o.stopped_by, o.tool_cpu_s
     );
     out
 }
