@@ -1,5 +1,6 @@
-//! odin-ws-load against the real odin-ws binary: the counts it reports must match
-//! what its publisher sent, and failures must be counted with their reason.
+//! odin-ws-load against the real odin-ws binary (and against nats-server's own
+//! WebSocket listener in NATS mode): the counts it reports must match what its
+//! publisher sent, and failures must be counted with their reason.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -206,4 +207,76 @@ fn times_out_a_server_that_never_answers_the_upgrade() {
     assert_eq!(report["failures"]["timeout"], 10, "{report}");
     assert_eq!(report["timeline"][0]["failed"], 10, "{report}");
     drop(listener);
+}
+
+/// A port that was free a moment ago (nats-server takes its ports from a file).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn speaks_nats_over_websocket_to_nats_server() {
+    let (nats_port, ws_port) = (free_port(), free_port());
+    let conf = std::env::temp_dir().join(format!("odin-ws-load-test-{}.conf", std::process::id()));
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: \"127.0.0.1:{nats_port}\"\nwebsocket {{\n  listen: \"127.0.0.1:{ws_port}\"\n  no_tls: true\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nats-server must be installed (scripts/test installs it)");
+    let nats_log = stderr_lines(&mut child);
+    let _nats = Proc(child);
+    wait_line(&nats_log, "Server is ready", "nats-server");
+    std::thread::spawn(move || for _ in nats_log {});
+
+    let clients = 50u64;
+    let per_channel = 20u64;
+    let expected = clients * 2 * per_channel;
+    let mut load = load_tool(&[
+        ("ws_url", format!("ws://127.0.0.1:{ws_port}/")),
+        ("protocol", "nats".into()),
+        ("target_connections", clients.to_string()),
+        ("ramp_rate", "1000".into()),
+        ("channels", "odin.t.{i%2}".into()),
+        ("wildcards", "odin.w.*".into()),
+        ("duration", "60s".into()),
+        ("stop_after_messages", expected.to_string()),
+    ]);
+    let mut child = load.spawn().expect("start odin-ws-load");
+    let stderr = stderr_lines(&mut child);
+    let load = Proc(child);
+    let ready = wait_line(&stderr, "ready:", "odin-ws-load");
+    assert!(ready.contains("subscribed 50"), "{ready}");
+
+    let publish = run_to_end(
+        Command::new(LOAD)
+            .arg("publish")
+            .env("PUBLISH_URL", format!("nats://127.0.0.1:{nats_port}"))
+            .env("CHANNELS", "odin.t.{i%2},odin.w.x")
+            .env("RATE", "300")
+            .env("COUNT", (3 * per_channel).to_string()),
+    );
+    let published = json_line(&String::from_utf8_lossy(&publish.stdout));
+    assert_eq!(published["published"], 3 * per_channel, "{published}");
+
+    let report = finish(load, stderr);
+    let _ = std::fs::remove_file(&conf);
+    assert_eq!(report["succeeded"], clients, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["messages_received"], expected, "{report}");
+    assert_eq!(report["gaps"], 0, "{report}");
+    assert_eq!(report["out_of_order"], 0, "{report}");
+    assert_eq!(report["protocol"], "nats", "{report}");
 }
