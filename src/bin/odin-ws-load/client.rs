@@ -1,0 +1,433 @@
+//! One load client: connect, upgrade, subscribe, then count what arrives.
+//!
+//! `Connecting -> Upgrading -> Open`; any error closes the client and is returned
+//! as a short reason that the driver counts (a failure before `Open`, a drop after).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::scan;
+use crate::settings::Protocol;
+use crate::stats::Stats;
+use crate::wsframe::{self, Decoded, Upgrade};
+
+/// Largest server frame or NATS protocol line accepted.
+const MAX_FRAME: usize = 1 << 20;
+const MAX_NATS_LINE: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Connecting,
+    Upgrading,
+    Open,
+}
+
+/// Channel names to small integers, so each client tracks its `n` per channel cheaply.
+#[derive(Default)]
+pub struct Interner {
+    ids: HashMap<Box<[u8]>, u32>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.ids.len() as u32;
+        self.ids.insert(name.into(), id);
+        id
+    }
+}
+
+/// What one event needs besides the client.
+pub struct Ctx<'a> {
+    pub stats: &'a mut Stats,
+    pub interner: &'a mut Interner,
+    pub protocol: Protocol,
+    pub start: Instant,
+    pub now: Instant,
+    /// Wall clock in Unix microseconds, to compare with the publisher's `ts_us`.
+    pub now_us: u64,
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    pub phase: Phase,
+    pub started: Instant,
+    /// Subscription acknowledged (odin: `subscribed`; NATS: the PONG after SUBs).
+    pub subscribed: bool,
+    /// Counted in the driver's "awaiting" until subscribed or closed.
+    pub awaiting: bool,
+    /// One of the clients that stop reading after the ramp; counted apart.
+    pub slow: bool,
+    subscriptions: Vec<String>,
+    out: Vec<u8>,
+    /// Bytes read but not yet parsed (a partial head or frame).
+    inbuf: Vec<u8>,
+    /// odin: the fragments of a message; NATS: protocol bytes not yet parsed.
+    message: Vec<u8>,
+    /// (channel id, last `n`) per channel seen.
+    last_n: Vec<(u32, u64)>,
+    mask_seed: u32,
+}
+
+/// A short, countable reason for an io error.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::ConnectionAborted => "connection aborted".into(),
+        io::ErrorKind::AddrNotAvailable => "no free source port (EADDRNOTAVAIL)".into(),
+        io::ErrorKind::BrokenPipe => "broken pipe".into(),
+        _ => match e.raw_os_error() {
+            Some(libc::EMFILE) => "too many open files (EMFILE)".into(),
+            _ => format!("io error: {e}"),
+        },
+    }
+}
+
+impl Client {
+    pub fn new(
+        index: u32,
+        stream: TcpStream,
+        now: Instant,
+        subscriptions: Vec<String>,
+        slow: bool,
+    ) -> Client {
+        Client {
+            stream,
+            phase: Phase::Connecting,
+            started: now,
+            subscribed: false,
+            awaiting: true,
+            slow,
+            subscriptions,
+            out: Vec::new(),
+            inbuf: Vec::new(),
+            message: Vec::new(),
+            last_n: Vec::new(),
+            mask_seed: index.wrapping_mul(2_654_435_761) | 1,
+        }
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        // xorshift32: masks need not be secret here, only present.
+        let mut x = self.mask_seed;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.mask_seed = x;
+        x.to_ne_bytes()
+    }
+
+    /// Handles a readiness event. `Err` is the reason the client is finished.
+    pub fn on_event(
+        &mut self,
+        url_host: &str,
+        url_path: &str,
+        scratch: &mut [u8],
+        ctx: &mut Ctx,
+    ) -> Result<(), String> {
+        if self.phase == Phase::Connecting {
+            if let Some(e) = self.stream.take_error().map_err(|e| io_reason(&e))? {
+                return Err(io_reason(&e));
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(io_reason(&e)),
+            }
+            self.phase = Phase::Upgrading;
+            self.out = wsframe::upgrade_request(url_host, url_path);
+        }
+        self.flush()?;
+        self.read(scratch, ctx)?;
+        self.flush()
+    }
+
+    /// Reads until the socket would block.
+    pub fn read(&mut self, scratch: &mut [u8], ctx: &mut Ctx) -> Result<(), String> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => {
+                    return Err(match self.phase {
+                        Phase::Open => "closed by server (eof)".into(),
+                        _ => "closed before upgrade".into(),
+                    });
+                }
+                Ok(n) => {
+                    self.ingest(&scratch[..n], ctx)?;
+                    // A short read emptied the socket; with edge-triggered epoll the
+                    // next arrival is a new event, so skip the read that would only
+                    // say WouldBlock (half the tool's syscalls at 175k messages/s).
+                    if n < scratch.len() && self.phase == Phase::Open {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_reason(&e)),
+            }
+        }
+    }
+
+    pub fn flush(&mut self) -> Result<(), String> {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => return Err("write returned 0".into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_reason(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, data: &[u8], ctx: &mut Ctx) -> Result<(), String> {
+        if self.inbuf.is_empty() {
+            let used = self.parse(data, ctx)?;
+            self.inbuf.extend_from_slice(&data[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.inbuf);
+            buf.extend_from_slice(data);
+            let used = self.parse(&buf, ctx)?;
+            buf.drain(..used);
+            self.inbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Parses what it can of `buf`; returns the bytes used.
+    fn parse(&mut self, buf: &[u8], ctx: &mut Ctx) -> Result<usize, String> {
+        let mut at = 0;
+        if self.phase == Phase::Upgrading {
+            match wsframe::parse_upgrade(buf) {
+                None if buf.len() > wsframe::MAX_HEAD => return Err("upgrade head too long".into()),
+                None => return Ok(0),
+                Some(Upgrade::Refused(code)) => return Err(format!("http {code}")),
+                Some(Upgrade::Invalid) => return Err("bad upgrade answer".into()),
+                Some(Upgrade::Switched(end)) => {
+                    at = end;
+                    self.on_open(ctx);
+                }
+            }
+        }
+        loop {
+            match wsframe::decode(&buf[at..], MAX_FRAME) {
+                Decoded::NeedMore => return Ok(at),
+                Decoded::Invalid => return Err("invalid frame from server".into()),
+                Decoded::Frame(frame, used) => {
+                    at += used;
+                    match frame.opcode {
+                        wsframe::OP_PING => {
+                            let mask = self.mask();
+                            wsframe::encode(&mut self.out, wsframe::OP_PONG, frame.payload, mask);
+                        }
+                        wsframe::OP_PONG => {}
+                        wsframe::OP_CLOSE => {
+                            let code = match frame.payload {
+                                [a, b, ..] => u16::from_be_bytes([*a, *b]).to_string(),
+                                _ => "no code".into(),
+                            };
+                            return Err(format!("closed by server ({code})"));
+                        }
+                        wsframe::OP_TEXT | wsframe::OP_BINARY | wsframe::OP_CONTINUATION => {
+                            self.on_data(frame.fin, frame.payload, ctx)?
+                        }
+                        other => return Err(format!("unknown opcode {other}")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_open(&mut self, ctx: &mut Ctx) {
+        self.phase = Phase::Open;
+        let elapsed = ctx.now.duration_since(self.started);
+        ctx.stats.succeeded += 1;
+        ctx.stats
+            .window(ctx.now.duration_since(ctx.start))
+            .succeeded += 1;
+        ctx.stats.connect_us.record(elapsed.as_micros() as u64);
+        let mask = self.mask();
+        match ctx.protocol {
+            Protocol::Odin => {
+                let req = serde_json::json!({
+                    "type": "subscribe",
+                    "channels": self.subscriptions,
+                    "id": 1,
+                });
+                let text = req.to_string();
+                wsframe::encode(&mut self.out, wsframe::OP_TEXT, text.as_bytes(), mask);
+            }
+            Protocol::Nats => {
+                let mut text = String::from(
+                    "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"odin-ws-load\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1}\r\n",
+                );
+                for (sid, s) in self.subscriptions.iter().enumerate() {
+                    text.push_str(&format!("SUB {s} {}\r\n", sid + 1));
+                }
+                text.push_str("PING\r\n");
+                wsframe::encode(&mut self.out, wsframe::OP_BINARY, text.as_bytes(), mask);
+            }
+        }
+        // Not needed any more; a few hundred bytes per client at 20k clients.
+        self.subscriptions = Vec::new();
+    }
+
+    fn on_data(&mut self, fin: bool, payload: &[u8], ctx: &mut Ctx) -> Result<(), String> {
+        match ctx.protocol {
+            Protocol::Odin => {
+                if fin && self.message.is_empty() {
+                    self.on_odin_text(payload, ctx);
+                } else {
+                    self.message.extend_from_slice(payload);
+                    if self.message.len() > MAX_FRAME {
+                        return Err("message too large".into());
+                    }
+                    if fin {
+                        let whole = std::mem::take(&mut self.message);
+                        self.on_odin_text(&whole, ctx);
+                    }
+                }
+            }
+            Protocol::Nats => {
+                // NATS over WebSocket is a byte stream cut into frames anywhere.
+                if self.message.is_empty() {
+                    let used = self.on_nats(payload, ctx)?;
+                    self.message.extend_from_slice(&payload[used..]);
+                } else {
+                    let mut buf = std::mem::take(&mut self.message);
+                    buf.extend_from_slice(payload);
+                    let used = self.on_nats(&buf, ctx)?;
+                    buf.drain(..used);
+                    self.message = buf;
+                }
+                if self.message.len() > MAX_FRAME {
+                    return Err("NATS message too large".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) {
+        if let Some(m) = scan::odin_message(text) {
+            self.on_message(m.channel, m.data, m.conflated, ctx);
+        } else if scan::find(text, b"\"type\":\"subscribed\"").is_some() {
+            self.on_subscribed(ctx);
+        } else if scan::find(text, b"\"type\":\"error\"").is_some() {
+            let code = scan::string_after(text, b"\"code\":\"").unwrap_or(b"?");
+            let code = String::from_utf8_lossy(code).into_owned();
+            *ctx.stats.server_errors.entry(code).or_default() += 1;
+        }
+    }
+
+    fn on_subscribed(&mut self, ctx: &mut Ctx) {
+        if !self.subscribed {
+            self.subscribed = true;
+            ctx.stats.subscribed += 1;
+        }
+    }
+
+    /// Parses NATS protocol operations; returns the bytes used.
+    fn on_nats(&mut self, buf: &[u8], ctx: &mut Ctx) -> Result<usize, String> {
+        let mut at = 0;
+        while let Some(eol) = scan::find(&buf[at..], b"\r\n").map(|e| at + e) {
+            let line = &buf[at..eol];
+            if let Some(args) = line.strip_prefix(b"MSG ") {
+                let parts: Vec<&[u8]> = args.split(|&b| b == b' ').collect();
+                let (Some(subject), Some(size)) = (parts.first(), parts.last()) else {
+                    return Err("bad MSG line".into());
+                };
+                let size: usize = std::str::from_utf8(size)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("bad MSG size")?;
+                let body = eol + 2;
+                if buf.len() < body + size + 2 {
+                    return Ok(at);
+                }
+                self.on_message(subject, &buf[body..body + size], false, ctx);
+                at = body + size + 2;
+                continue;
+            }
+            if line == b"PING" {
+                let mask = self.mask();
+                wsframe::encode(&mut self.out, wsframe::OP_BINARY, b"PONG\r\n", mask);
+            } else if line == b"PONG" {
+                self.on_subscribed(ctx);
+            } else if let Some(err) = line.strip_prefix(b"-ERR ") {
+                let err = format!("nats {}", String::from_utf8_lossy(err));
+                *ctx.stats.server_errors.entry(err).or_default() += 1;
+            }
+            at = eol + 2;
+        }
+        if buf.len() - at > MAX_NATS_LINE && scan::find(&buf[at..], b"\r\n").is_none() {
+            return Err("NATS line too long".into());
+        }
+        Ok(at)
+    }
+
+    fn on_message(&mut self, channel: &[u8], data: &[u8], conflated: bool, ctx: &mut Ctx) {
+        let fields = scan::payload_fields(data);
+        let now = ctx.now;
+        let stats = &mut *ctx.stats;
+        let latency = fields
+            .ts_us
+            .map(|ts| ctx.now_us.saturating_sub(ts))
+            .unwrap_or(0);
+        if self.slow {
+            let s = &mut stats.slow;
+            s.messages += 1;
+            s.conflated += u64::from(conflated);
+            if fields.ts_us.is_some() {
+                s.latency_us.record(latency);
+            }
+        } else {
+            stats.messages += 1;
+            let window = stats.window(now.duration_since(ctx.start));
+            window.messages += 1;
+            if fields.ts_us.is_some() {
+                window.latency_us.record(latency);
+                stats.latency_us.record(latency);
+            }
+            stats.first_message.get_or_insert(now);
+            stats.last_message = Some(now);
+            stats.conflated += u64::from(conflated);
+        }
+        let Some(n) = fields.n else {
+            stats.unparsed += 1;
+            return;
+        };
+        if fields.ts_us.is_none() {
+            stats.unparsed += 1;
+        }
+        let id = ctx.interner.id(channel);
+        match self.last_n.iter_mut().find(|(c, _)| *c == id) {
+            None => self.last_n.push((id, n)),
+            Some((_, last)) => {
+                if n > *last + 1 {
+                    let missing = n - *last - 1;
+                    if self.slow {
+                        stats.slow.missing += missing;
+                    } else if conflated {
+                        stats.conflated_skipped += missing;
+                    } else {
+                        stats.gaps += 1;
+                        stats.missing += missing;
+                    }
+                } else if n <= *last {
+                    stats.out_of_order += 1;
+                }
+                *last = (*last).max(n);
+            }
+        }
+    }
+}

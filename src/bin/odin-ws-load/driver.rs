@@ -1,0 +1,313 @@
+//! The load run: one mio reactor that ramps clients up at RAMP_RATE, enforces
+//! CONNECTION_TIMEOUT, holds them for DURATION after the ramp, and counts.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::client::{Client, Ctx, Interner, Phase, io_reason};
+use crate::net;
+use crate::settings::LoadSettings;
+use crate::stats::Stats;
+
+/// Longest poll wait, so a stop signal is seen promptly.
+const TICK: Duration = Duration::from_millis(100);
+/// Most connects started in one turn, so reads are not starved during a fast ramp.
+const MAX_STARTS_PER_TURN: u32 = 500;
+/// After the last attempt, how long subscription acks may take beyond the timeout.
+const ACK_GRACE: Duration = Duration::from_secs(5);
+const SCRATCH: usize = 256 * 1024;
+const EVENTS: usize = 4096;
+
+pub struct Outcome {
+    pub stats: Stats,
+    pub elapsed: Duration,
+    /// From start to the end of the ramp (every attempt settled).
+    pub ramp: Option<Duration>,
+    /// From the end of the ramp to the end.
+    pub hold: Duration,
+    pub open_at_end: u64,
+    pub stopped_by: &'static str,
+    /// CPU seconds (user + system) this process used, to tell whether the tool
+    /// itself was the bottleneck.
+    pub tool_cpu_s: f64,
+}
+
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return 0.0;
+        }
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+struct Run<'s> {
+    s: &'s LoadSettings,
+    poll: Poll,
+    clients: Vec<Option<Client>>,
+    stats: Stats,
+    interner: Interner,
+    start: Instant,
+    /// Attempts started so far.
+    started: u32,
+    /// Clients not yet subscribed nor closed.
+    awaiting: u32,
+    /// Connect deadlines in start order (the timeout is the same for all).
+    deadlines: VecDeque<(Instant, u32)>,
+    scratch: Vec<u8>,
+    /// Set at the end of the ramp: the slow clients stop reading.
+    slow_stopped: bool,
+}
+
+pub fn run(
+    s: &LoadSettings,
+    stop: &AtomicBool,
+    on_ready: impl FnOnce(&Stats),
+) -> io::Result<Outcome> {
+    let mut run = Run {
+        s,
+        poll: Poll::new()?,
+        clients: (0..s.target).map(|_| None).collect(),
+        stats: Stats::default(),
+        interner: Interner::default(),
+        start: Instant::now(),
+        started: 0,
+        awaiting: 0,
+        deadlines: VecDeque::new(),
+        scratch: vec![0; SCRATCH],
+        slow_stopped: false,
+    };
+    let mut events = Events::with_capacity(EVENTS);
+    let mut on_ready = Some(on_ready);
+    let mut ready_at: Option<Instant> = None;
+    let stopped_by;
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            stopped_by = "signal";
+            break;
+        }
+        run.start_due(now);
+        run.expire(now);
+        if ready_at.is_none() && run.ramp_done(now) {
+            ready_at = Some(now);
+            run.stop_slow_readers();
+            if let Some(f) = on_ready.take() {
+                f(&run.stats);
+            }
+        }
+        let end = ready_at.map(|r| r + s.duration);
+        if end.is_some_and(|e| now >= e) {
+            stopped_by = "duration";
+            break;
+        }
+        if s.stop_after_messages > 0 && run.stats.messages >= s.stop_after_messages {
+            stopped_by = "stop_after_messages";
+            break;
+        }
+        let mut wait = TICK;
+        if run.started < s.target {
+            wait = wait.min(run.next_start_at().saturating_duration_since(now));
+        }
+        if let Some(&(d, _)) = run.deadlines.front() {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        if let Some(e) = end {
+            wait = wait.min(e.saturating_duration_since(now));
+        }
+        if let Err(e) = run.poll.poll(&mut events, Some(wait)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            run.on_event(ev.token().0 as u32);
+        }
+    }
+    let end = Instant::now();
+    run.drain_slow_readers();
+    let open_at_end = run
+        .clients
+        .iter()
+        .filter(|c| c.as_ref().is_some_and(|c| c.phase == Phase::Open))
+        .count() as u64;
+    Ok(Outcome {
+        elapsed: end.duration_since(run.start),
+        ramp: ready_at.map(|r| r.duration_since(run.start)),
+        hold: ready_at.map(|r| end.duration_since(r)).unwrap_or_default(),
+        open_at_end,
+        stopped_by,
+        tool_cpu_s: own_cpu_seconds(),
+        stats: run.stats,
+    })
+}
+
+impl Run<'_> {
+    fn next_start_at(&self) -> Instant {
+        self.start + Duration::from_secs_f64(f64::from(self.started) / self.s.ramp_rate)
+    }
+
+    /// Starts every connection whose time in the ramp has come.
+    fn start_due(&mut self, now: Instant) {
+        let mut n = 0;
+        while self.started < self.s.target && self.next_start_at() <= now && n < MAX_STARTS_PER_TURN
+        {
+            self.start_one(self.started, now);
+            self.started += 1;
+            n += 1;
+        }
+    }
+
+    fn start_one(&mut self, i: u32, now: Instant) {
+        let since = now.duration_since(self.start);
+        self.stats.attempted += 1;
+        self.stats.window(since).attempted += 1;
+        let source =
+            (!self.s.sources.is_empty()).then(|| self.s.sources[i as usize % self.s.sources.len()]);
+        let stream = match net::connect(self.s.url.addr, source) {
+            Ok(stream) => stream,
+            Err(e) => return self.stats.fail(since, io_reason(&e)),
+        };
+        let mut client = Client::new(
+            i,
+            stream,
+            now,
+            self.s.subscriptions(i),
+            self.s.stops_reading(i),
+        );
+        if let Err(e) = self.poll.registry().register(
+            &mut client.stream,
+            Token(i as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.stats.fail(since, io_reason(&e));
+        }
+        self.awaiting += 1;
+        self.deadlines
+            .push_back((now + self.s.connection_timeout, i));
+        self.clients[i as usize] = Some(client);
+    }
+
+    /// Fails the attempts still not upgraded at their deadline.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, i)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let late = self.clients[i as usize]
+                .as_ref()
+                .is_some_and(|c| c.phase < Phase::Open);
+            if late {
+                self.close(i, now, "timeout".into());
+            }
+        }
+    }
+
+    /// Every attempt made and settled (subscribed or closed), or the acks overdue.
+    fn ramp_done(&self, now: Instant) -> bool {
+        self.started == self.s.target
+            && (self.awaiting == 0
+                || now >= self.next_start_at() + self.s.connection_timeout + ACK_GRACE)
+    }
+
+    fn on_event(&mut self, i: u32) {
+        let Some(client) = self.clients.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        // A client that stopped reading leaves its bytes in the kernel.
+        if self.slow_stopped && client.slow && client.phase == Phase::Open {
+            return;
+        }
+        let now = Instant::now();
+        let mut ctx = Ctx {
+            stats: &mut self.stats,
+            interner: &mut self.interner,
+            protocol: self.s.protocol,
+            start: self.start,
+            now,
+            now_us: unix_micros(),
+        };
+        let result = client.on_event(
+            &self.s.url.host,
+            &self.s.url.path,
+            &mut self.scratch,
+            &mut ctx,
+        );
+        if client.awaiting && client.subscribed {
+            client.awaiting = false;
+            self.awaiting -= 1;
+        }
+        if let Err(reason) = result {
+            self.close(i, now, reason);
+        }
+    }
+
+    /// From now on the STOP_READING_PERCENT clients ignore their readiness events.
+    fn stop_slow_readers(&mut self) {
+        self.slow_stopped = true;
+        self.stats.slow.clients = self
+            .clients
+            .iter()
+            .flatten()
+            .filter(|c| c.slow && c.phase == Phase::Open)
+            .count() as u64;
+    }
+
+    /// Reads once what the slow readers' kernel buffers hold: did the server keep
+    /// them (and conflate) or close them?
+    fn drain_slow_readers(&mut self) {
+        if !self.slow_stopped {
+            return;
+        }
+        let now = Instant::now();
+        for slot in self.clients.iter_mut() {
+            let Some(client) = slot.as_mut().filter(|c| c.slow && c.phase == Phase::Open) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                stats: &mut self.stats,
+                interner: &mut self.interner,
+                protocol: self.s.protocol,
+                start: self.start,
+                now,
+                now_us: unix_micros(),
+            };
+            if client.read(&mut self.scratch, &mut ctx).is_err() {
+                self.stats.slow.closed += 1;
+                *slot = None;
+            }
+        }
+    }
+
+    fn close(&mut self, i: u32, now: Instant, reason: String) {
+        let Some(client) = self.clients[i as usize].take() else {
+            return;
+        };
+        if client.awaiting {
+            self.awaiting -= 1;
+        }
+        let since = now.duration_since(self.start);
+        if client.phase == Phase::Open {
+            self.stats.drop_conn(since, reason);
+        } else {
+            self.stats.fail(since, reason);
+        }
+    }
+}

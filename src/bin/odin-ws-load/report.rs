@@ -1,0 +1,204 @@
+//! The end of a run: a human summary (stderr) and one JSON line (stdout).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::driver::Outcome;
+use crate::health::Sample;
+use crate::settings::LoadSettings;
+use crate::stats::{Histogram, WINDOW};
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn latency(h: &Histogram) -> Value {
+    json!({
+        "count": h.count(),
+        "p50": ms(h.quantile(0.50)),
+        "p99": ms(h.quantile(0.99)),
+        "p999": ms(h.quantile(0.999)),
+        "max": ms(h.max()),
+    })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
+    let st = &o.stats;
+    let span = match (st.first_message, st.last_message) {
+        (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let rate = if span > 0.0 {
+        st.messages as f64 / span
+    } else {
+        0.0
+    };
+    let timeline: Vec<Value> = st
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            json!({
+                "t_s": i as u64 * WINDOW.as_secs(),
+                "attempted": w.attempted,
+                "succeeded": w.succeeded,
+                "failed": w.failed,
+                "dropped": w.dropped,
+                "messages": w.messages,
+                "latency_p50_ms": ms(w.latency_us.quantile(0.50)),
+                "latency_p99_ms": ms(w.latency_us.quantile(0.99)),
+            })
+        })
+        .collect();
+    let health: Vec<Value> = health
+        .iter()
+        .map(|h| json!({"t_s": round2(h.t_s), "health": h.body}))
+        .collect();
+    json!({
+        "label": s.label,
+        "url": s.url.text,
+        "protocol": s.protocol.as_str(),
+        "target_connections": s.target,
+        "ramp_rate": s.ramp_rate,
+        "connection_timeout_ms": s.connection_timeout.as_millis() as u64,
+        "attempted": st.attempted,
+        "succeeded": st.succeeded,
+        "failed": st.failed,
+        "failures": st.failures,
+        "dropped": st.dropped,
+        "drop_reasons": st.drop_reasons,
+        "open_at_end": o.open_at_end,
+        "subscribed": st.subscribed,
+        "server_errors": st.server_errors,
+        "connect_ms": {
+            "p50": ms(st.connect_us.quantile(0.50)),
+            "p99": ms(st.connect_us.quantile(0.99)),
+            "max": ms(st.connect_us.max()),
+        },
+        "messages_received": st.messages,
+        "messages_per_s": round2(rate),
+        "latency_ms": latency(&st.latency_us),
+        "gaps": st.gaps,
+        "missing": st.missing,
+        "out_of_order": st.out_of_order,
+        "conflated": st.conflated,
+        "conflated_skipped": st.conflated_skipped,
+        "unparsed": st.unparsed,
+        "slow_readers": {
+            "clients": st.slow.clients,
+            "messages": st.slow.messages,
+            "conflated": st.slow.conflated,
+            "missing": st.slow.missing,
+            "closed_by_server": st.slow.closed,
+            "latency_ms": latency(&st.slow.latency_us),
+        },
+        "ramp_s": o.ramp.map(|r| round2(r.as_secs_f64())),
+        "hold_s": round2(o.hold.as_secs_f64()),
+        "elapsed_s": round2(o.elapsed.as_secs_f64()),
+        "tool_cpu_s": round2(o.tool_cpu_s),
+        "stopped_by": o.stopped_by,
+        "timeline": timeline,
+        "health": health,
+    })
+}
+
+fn reasons(map: &BTreeMap<String, u64>) -> String {
+    if map.is_empty() {
+        return "none".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
+    let st = &o.stats;
+    let v = json_line(s, o, health);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== odin-ws-load {} ({}) {}",
+        s.url.text,
+        s.protocol.as_str(),
+        s.label
+    );
+    let _ = writeln!(
+        out,
+        "connections: attempted {}  succeeded {}  failed {}  dropped later {}  open at end {}",
+        st.attempted, st.succeeded, st.failed, st.dropped, o.open_at_end
+    );
+    let _ = writeln!(out, "failures: {}", reasons(&st.failures));
+    if st.dropped > 0 {
+        let _ = writeln!(out, "drops: {}", reasons(&st.drop_reasons));
+    }
+    let c = &v["connect_ms"];
+    let _ = writeln!(
+        out,
+        "connect+handshake ms: p50 {}  p99 {}  max {}",
+        c["p50"], c["p99"], c["max"]
+    );
+    let _ = writeln!(
+        out,
+        "messages: {} received, {} /s; gaps {} ({} missing), out of order {}, conflated {}",
+        st.messages, v["messages_per_s"], st.gaps, st.missing, st.out_of_order, st.conflated
+    );
+    let l = &v["latency_ms"];
+    let _ = writeln!(
+        out,
+        "publish-to-receive ms: p50 {}  p99 {}  p999 {}  max {}",
+        l["p50"], l["p99"], l["p999"], l["max"]
+    );
+    if st.slow.clients > 0 {
+        let _ = writeln!(
+            out,
+            "stopped reading: {} clients; at the end {} messages waiting ({} conflated), {} closed by the server",
+            st.slow.clients, st.slow.messages, st.slow.conflated, st.slow.closed
+        );
+    }
+    if !st.server_errors.is_empty() {
+        let _ = writeln!(out, "server errors: {}", reasons(&st.server_errors));
+    }
+    let _ = writeln!(out, "timeline (10 s windows):");
+    let _ = writeln!(
+        out,
+        "  {:>6} {:>9} {:>9} {:>7} {:>7} {:>10} {:>9}",
+        "t", "attempted", "succeeded", "failed", "dropped", "messages", "p99 ms"
+    );
+    for (i, w) in st.timeline.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>5}s {:>9} {:>9} {:>7} {:>7} {:>10} {:>9}",
+            i as u64 * WINDOW.as_secs(),
+            w.attempted,
+            w.succeeded,
+            w.failed,
+            w.dropped,
+            w.messages,
+            ms(w.latency_us.quantile(0.99))
+        );
+    }
+    if !health.is_empty() {
+        let _ = writeln!(out, "server /health:");
+        for h in health {
+            let b = &h.body;
+            let _ = writeln!(
+                out,
+                "  {:>7.1}s connections {} cpu% {} memory {} status {}",
+                h.t_s, b["connections"], b["cpu_percent"], b["memory_bytes"], b["status"]
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ramp {}s, hold {}s, stopped by {}; this tool used {:.2} s of CPU",
+        v["ramp_s"], v["hold_s"], o.stopped_by, o.tool_cpu_s
+    );
+    out
+}
