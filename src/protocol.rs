@@ -62,6 +62,13 @@ pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
         message: format!("not a JSON request object: {e}"),
         id: None,
     })?;
+    if let Some(Err(e)) = env.id.as_deref().map(check_id) {
+        return Err(ClientError {
+            code: ErrorCode::InvalidJson,
+            message: format!("\"id\" is not valid JSON: {e}"),
+            id: None,
+        });
+    }
     let id = env.id;
     let channels = |id| {
         env.channels.filter(|c| !c.is_empty()).ok_or(ClientError {
@@ -94,6 +101,15 @@ pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
             id,
         }),
     }
+}
+
+/// `RawValue` only skips over the id, so it lets through what a strict JSON
+/// parser rejects: numbers out of `f64` range (`1e400`) and lone UTF-16
+/// surrogate escapes (`"\ud800"`). Echoed verbatim, such an id would make the
+/// reply unreadable, so the request is refused like any other invalid JSON.
+/// (`IgnoredAny` would not do: it skips the same way `RawValue` does.)
+fn check_id(id: &RawValue) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<serde_json::Value>(id.get()).map(drop)
 }
 
 /// Keeps echoed client strings short.
@@ -190,6 +206,39 @@ mod tests {
                 .get(),
             "\"x\""
         );
+    }
+
+    /// Found by `cargo fuzz run client_message`: an id holding a number out
+    /// of `f64` range was echoed verbatim, and the reply was not valid JSON
+    /// ("number out of range"). A lone surrogate escape is the same hole
+    /// (`RawValue` does not check escapes) and is covered with it.
+    #[test]
+    fn fuzz_regression_id_that_is_not_strict_json() {
+        let cases = [
+            r#"{"yp,e":"ping","id":{"k":[1e+111111111111111111111,2.5e3,null,true]}}"#,
+            r#"{"type":"ping","id":-1e400}"#,
+            r#"{"type":"subscribe","channels":["a"],"id":"\ud800"}"#,
+            r#"{"type":"dance","id":["\udc00x"]}"#,
+        ];
+        for text in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(
+                (e.code, e.id.is_none()),
+                (ErrorCode::InvalidJson, true),
+                "{text}"
+            );
+            let reply = error(e.code, &e.message, e.id.as_deref());
+            serde_json::from_str::<serde_json::Value>(&reply).unwrap();
+        }
+        // Escapes that are valid JSON still pass through verbatim.
+        match parse(r#"{"type":"ping","id":"\ud83d\ude00\u00e9"}"#).unwrap() {
+            ClientMessage::Ping { id } => {
+                let reply = pong(id.as_deref());
+                assert_eq!(reply, r#"{"type":"pong","id":"\ud83d\ude00\u00e9"}"#);
+                serde_json::from_str::<serde_json::Value>(&reply).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
