@@ -1,5 +1,6 @@
 //! One socket's state: reading an HTTP request, an open WebSocket, or closing.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -34,7 +35,7 @@ pub struct WsConn {
     pub ctx: WebSocketContext,
     /// The conformance echo endpoint rather than the client protocol.
     pub echo: bool,
-    pub subscriptions: Vec<Box<str>>,
+    pub subscriptions: Vec<Arc<str>>,
     /// Ring position of the last broadcast queued: a message matched by two of the
     /// connection's patterns is sent once.
     pub last_pos: Option<u64>,

@@ -3,6 +3,7 @@
 mod acceptor;
 mod conn;
 mod http_conn;
+mod patterns;
 mod send_queue;
 mod slab;
 mod worker;

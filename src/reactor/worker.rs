@@ -16,6 +16,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::conn::{Closing, Conn, HttpConn, State};
+use super::patterns::Patterns;
 use super::send_queue::{Pushed, QueueIo, SendQueue};
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
@@ -44,6 +45,7 @@ pub struct Worker {
     pub(super) cfg: Arc<Config>,
     pub(super) conns: Slab<Conn>,
     pub(super) subs: Sublist<Key>,
+    pub(super) patterns: Patterns,
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
     cursor: u64,
     batch: Vec<Arc<Broadcast>>,
@@ -70,6 +72,7 @@ impl Worker {
             shared,
             conns: Slab::default(),
             subs: Sublist::new(),
+            patterns: Patterns::default(),
             timers: BinaryHeap::new(),
             cursor,
             batch: Vec::with_capacity(RING_BATCH),
@@ -241,6 +244,7 @@ impl Worker {
                 }
                 for pattern in ws.subscriptions.drain(..) {
                     self.subs.remove(&pattern, key);
+                    self.patterns.release(pattern);
                 }
                 self.shared.metrics.connections.fetch_sub(1, Relaxed);
                 true
@@ -268,6 +272,7 @@ impl Worker {
             State::Ws(ws) => {
                 for pattern in ws.subscriptions.drain(..) {
                     self.subs.remove(&pattern, key);
+                    self.patterns.release(pattern);
                 }
                 self.shared.metrics.connections.fetch_sub(1, Relaxed);
                 true

@@ -8,6 +8,7 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tungstenite::{Error, Message};
 
 use super::conn::{State, WsConn};
+use super::patterns::Patterns;
 use super::send_queue::{QueueIo, SendQueue};
 use super::slab::Key;
 use super::worker::{READ_BUDGET, Worker};
@@ -69,7 +70,7 @@ impl Worker {
                         key,
                         ws,
                         &mut conn.send,
-                        &mut self.subs,
+                        (&mut self.subs, &mut self.patterns),
                         &cfg,
                         metrics,
                         now,
@@ -111,7 +112,7 @@ fn on_message(
     key: Key,
     ws: &mut WsConn,
     send: &mut SendQueue,
-    subs: &mut Sublist<Key>,
+    (subs, patterns): (&mut Sublist<Key>, &mut Patterns),
     cfg: &Config,
     metrics: &Metrics,
     now: Instant,
@@ -183,10 +184,12 @@ fn on_message(
                     );
                 } else {
                     subs.insert(ch, key);
-                    ws.subscriptions.push(ch.as_str().into());
+                    ws.subscriptions.push(patterns.get(ch));
                     ok.push(ch);
                 }
             }
+            // Subscriptions are few and long-lived: no growth slack per connection.
+            ws.subscriptions.shrink_to_fit();
             if !ok.is_empty() {
                 send.push_own(text_frame(
                     protocol::ack("subscribed", &ok, id.as_deref()).into_bytes(),
@@ -208,8 +211,8 @@ fn on_message(
                     continue;
                 }
                 if let Some(i) = ws.subscriptions.iter().position(|s| **s == **ch) {
-                    ws.subscriptions.swap_remove(i);
                     subs.remove(ch, key);
+                    patterns.release(ws.subscriptions.swap_remove(i));
                 }
                 ok.push(ch);
             }
