@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::free_port;
+
 const SERVER: &str = env!("CARGO_BIN_EXE_odin-ws");
 const LOAD: &str = env!("CARGO_BIN_EXE_odin-ws-load");
 const TOKEN: &str = "load-test-token";
@@ -83,6 +87,16 @@ fn load_tool(args: &[(&str, String)]) -> Command {
     cmd
 }
 
+/// Starts the load tool and waits until it reports all `clients` subscribed.
+fn start_subscribed(cmd: &mut Command, clients: u64) -> (Proc, mpsc::Receiver<String>) {
+    let mut child = cmd.spawn().expect("start odin-ws-load");
+    let stderr = stderr_lines(&mut child);
+    let load = Proc(child);
+    let ready = wait_line(&stderr, "ready:", "odin-ws-load");
+    assert!(ready.contains(&format!("subscribed {clients}")), "{ready}");
+    (load, stderr)
+}
+
 /// Waits for the process to exit and parses the last stdout line as JSON.
 fn finish(mut p: Proc, stderr: mpsc::Receiver<String>) -> Value {
     let deadline = Instant::now() + DEADLINE;
@@ -136,11 +150,7 @@ fn counts_every_published_message_on_every_matching_client() {
         ("duration", "60s".into()),
         ("stop_after_messages", expected.to_string()),
     ]);
-    let mut child = load.spawn().expect("start odin-ws-load");
-    let stderr = stderr_lines(&mut child);
-    let load = Proc(child);
-    let ready = wait_line(&stderr, "ready:", "odin-ws-load");
-    assert!(ready.contains("subscribed 300"), "{ready}");
+    let (load, stderr) = start_subscribed(&mut load, clients);
 
     let publish = run_to_end(
         Command::new(LOAD)
@@ -209,15 +219,6 @@ fn times_out_a_server_that_never_answers_the_upgrade() {
     drop(listener);
 }
 
-/// A port that was free a moment ago (nats-server takes its ports from a file).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn speaks_nats_over_websocket_to_nats_server() {
     let (nats_port, ws_port) = (free_port(), free_port());
@@ -254,11 +255,7 @@ fn speaks_nats_over_websocket_to_nats_server() {
         ("duration", "60s".into()),
         ("stop_after_messages", expected.to_string()),
     ]);
-    let mut child = load.spawn().expect("start odin-ws-load");
-    let stderr = stderr_lines(&mut child);
-    let load = Proc(child);
-    let ready = wait_line(&stderr, "ready:", "odin-ws-load");
-    assert!(ready.contains("subscribed 50"), "{ready}");
+    let (load, stderr) = start_subscribed(&mut load, clients);
 
     let publish = run_to_end(
         Command::new(LOAD)

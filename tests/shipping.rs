@@ -7,6 +7,8 @@
 //! the Dockerfile does) runs once per test run; cargo rebuilds only what changed.
 #![allow(deprecated)] // the sync nats client, as in the server
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "shipping/configs.rs"]
 mod configs;
 #[path = "shipping/deploy.rs"]

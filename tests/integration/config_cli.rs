@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::support::BIN;
+use crate::support::{BIN, scratch};
 
 struct Checked {
     code: i32,
@@ -111,8 +111,7 @@ fn a_named_env_file_that_is_missing_is_an_error() {
 
 #[test]
 fn environment_overrides_the_file() {
-    let dir = std::env::temp_dir().join(format!("odin-ws-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("cfg");
     let file = dir.join("test.env");
     std::fs::write(
         &file,

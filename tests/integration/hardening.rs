@@ -199,8 +199,7 @@ fn admission_closes_on_memory_and_cpu_and_reopens() {
         1.0
     );
 
-    let dir = std::env::temp_dir().join(format!("odin-ws-adm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("adm");
     let file = dir.join("a.env");
     std::fs::write(
         &file,
@@ -224,8 +223,7 @@ fn admission_closes_on_memory_and_cpu_and_reopens() {
 
 #[test]
 fn sighup_applies_a_good_file_and_rejects_a_bad_one() {
-    let dir = std::env::temp_dir().join(format!("odin-ws-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("hup");
     let file = dir.join("hup.env");
     std::fs::write(&file, "WS_MAX_CONNECTIONS=100\n").unwrap();
     let s = Server::start_with_file(&[], file.to_str().unwrap());

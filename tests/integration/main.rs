@@ -1,6 +1,8 @@
 //! Integration tests: the real binary over real sockets. One test binary, one
 //! module per area.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod config_cli;
 mod fanout;
 mod hardening;

@@ -248,8 +248,7 @@ fn expect_seqs(c: &mut Client, from: u64, to: u64) {
 #[test]
 fn jetstream_loses_nothing_across_a_pause_and_restarts() {
     let mut nats = NatsServer::start(true);
-    let dir = std::env::temp_dir().join(format!("odin-ws-jsenv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("jsenv");
     let env_file = dir.join("js.env");
     write_env(&env_file, &nats, 75, 80);
     let file = env_file.to_str().unwrap();

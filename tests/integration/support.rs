@@ -1,20 +1,14 @@
 //! Starts the real binary on a free port and speaks to it over real sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
-
 pub const BIN: &str = env!("CARGO_BIN_EXE_odin-ws");
 pub const TOKEN: &str = "test-token";
-/// How long any awaited condition may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-pub type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+pub use crate::common::*;
 
 pub struct Server {
     pub child: Child,
@@ -154,94 +148,11 @@ impl Drop for Server {
     }
 }
 
-pub fn connect(url: &str) -> Client {
-    let (mut ws, _) = tungstenite::connect(url).unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-    }
-    ws
-}
-
-/// The next text frame as JSON (pings are answered by tungstenite).
-pub fn read_json(c: &mut Client) -> serde_json::Value {
-    loop {
-        match c.read().expect("read a frame") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("server sends JSON"),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-pub fn send(c: &mut Client, json: &str) {
-    c.send(Message::text(json)).expect("send");
-}
-
-/// Subscribes and waits for the ack.
-pub fn subscribe(c: &mut Client, channels: &[&str]) {
-    let req = serde_json::json!({"type": "subscribe", "channels": channels, "id": "s"});
-    send(c, &req.to_string());
-    let ack = read_json(c);
-    assert_eq!(ack["type"], "subscribed", "{ack}");
-    assert_eq!(ack["channels"], serde_json::json!(channels));
-}
-
-#[derive(Debug)]
-pub struct HttpReply {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
-}
-
-/// Sends raw bytes and reads the reply until the server closes.
-pub fn http(port: u16, raw: &[u8]) -> HttpReply {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(raw).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    HttpReply {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
-}
-
-/// Sets a socket option on a test socket.
-pub fn setsockopt<T>(sock: &TcpStream, level: i32, name: i32, value: &T) {
-    // SAFETY: setsockopt on a socket we own, with a value of the given size.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(sock),
-            level,
-            name,
-            value as *const T as *const libc::c_void,
-            std::mem::size_of::<T>() as libc::socklen_t,
-        );
-    }
-}
-
 /// Tests with thousands of sockets or a sustained feed take this so they do not
 /// run at the same time on a 2-core machine and starve each other's readers.
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Polls `check` until it holds or the deadline passes.
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
 }
 
 /// A real nats-server on a free port, optionally with JetStream in its own store.
@@ -315,15 +226,6 @@ impl Drop for NatsServer {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {

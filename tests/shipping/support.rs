@@ -1,14 +1,10 @@
 //! Helpers shared by the shipping tests: paths, processes, HTTP, WebSocket.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-use tungstenite::Message;
-use tungstenite::stream::MaybeTlsStream;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The dynamically linked debug build cargo made for the tests.
@@ -20,17 +16,13 @@ pub const DEV_BUILD: &str = match option_env!("ODIN_WS_BUILD") {
 };
 /// The image's user (scripts/image-rootfs, USER in docker/Dockerfile).
 pub const IMAGE_USER: &str = "10001:10001";
-pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const TOKEN: &str = "ship-token";
 
-/// An empty directory under cargo's temporary directory for integration tests.
+pub use crate::common::{Client, DEADLINE, connect, free_port, read_json, subscribe, wait_for};
+
+/// An empty directory for one shipping test.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("shipping")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch(&format!("shipping/{name}"))
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -65,14 +57,6 @@ pub fn chrooted(root: &Path, program: &str) -> Command {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     );
     cmd
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child whose stdout and stderr are collected; killed when dropped.
@@ -166,18 +150,8 @@ pub fn nats_server(args: &[&str]) -> (Proc, u16) {
 }
 
 pub fn http(port: u16, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let reply = crate::common::http(port, request.as_bytes());
+    (reply.status, reply.body)
 }
 
 pub fn get(port: u16, path: &str) -> (u16, String) {
@@ -196,38 +170,9 @@ pub fn publish(port: u16, channel: &str, data: &str) -> u16 {
     .0
 }
 
-pub type Client = tungstenite::WebSocket<MaybeTlsStream<TcpStream>>;
-
 /// A client that has read its welcome frame.
 pub fn ws_client(port: u16) -> Client {
-    let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/ws")).unwrap();
-    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
-    }
+    let mut ws = connect(&format!("ws://127.0.0.1:{port}/ws"));
     assert_eq!(read_json(&mut ws)["type"], "welcome");
     ws
-}
-
-pub fn read_json(c: &mut Client) -> serde_json::Value {
-    loop {
-        match c.read().expect("a frame") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-pub fn subscribe(c: &mut Client, channels: &[&str]) {
-    let req = serde_json::json!({"type": "subscribe", "channels": channels});
-    c.send(Message::text(req.to_string())).unwrap();
-    assert_eq!(read_json(c)["type"], "subscribed");
-}
-
-pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
 }

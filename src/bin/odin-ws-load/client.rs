@@ -190,17 +190,10 @@ impl Client {
     }
 
     fn ingest(&mut self, data: &[u8], ctx: &mut Ctx) -> Result<(), String> {
-        if self.inbuf.is_empty() {
-            let used = self.parse(data, ctx)?;
-            self.inbuf.extend_from_slice(&data[used..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.inbuf);
-            buf.extend_from_slice(data);
-            let used = self.parse(&buf, ctx)?;
-            buf.drain(..used);
-            self.inbuf = buf;
-        }
-        Ok(())
+        let mut pending = std::mem::take(&mut self.inbuf);
+        let result = parse_after(&mut pending, data, |bytes| self.parse(bytes, ctx));
+        self.inbuf = pending;
+        result
     }
 
     /// Parses what it can of `buf`; returns the bytes used.
@@ -299,16 +292,10 @@ impl Client {
             }
             Protocol::Nats => {
                 // NATS over WebSocket is a byte stream cut into frames anywhere.
-                if self.message.is_empty() {
-                    let used = self.on_nats(payload, ctx)?;
-                    self.message.extend_from_slice(&payload[used..]);
-                } else {
-                    let mut buf = std::mem::take(&mut self.message);
-                    buf.extend_from_slice(payload);
-                    let used = self.on_nats(&buf, ctx)?;
-                    buf.drain(..used);
-                    self.message = buf;
-                }
+                let mut pending = std::mem::take(&mut self.message);
+                let result = parse_after(&mut pending, payload, |bytes| self.on_nats(bytes, ctx));
+                self.message = pending;
+                result?;
                 if self.message.len() > MAX_FRAME {
                     return Err("NATS message too large".into());
                 }
@@ -430,4 +417,22 @@ impl Client {
             }
         }
     }
+}
+
+/// Parses `data` as the continuation of `pending`; `parse` returns how many bytes
+/// it used, and the rest stays in `pending` for the next read.
+fn parse_after(
+    pending: &mut Vec<u8>,
+    data: &[u8],
+    mut parse: impl FnMut(&[u8]) -> Result<usize, String>,
+) -> Result<(), String> {
+    if pending.is_empty() {
+        let used = parse(data)?;
+        pending.extend_from_slice(&data[used..]);
+    } else {
+        pending.extend_from_slice(data);
+        let used = parse(pending)?;
+        pending.drain(..used);
+    }
+    Ok(())
 }
