@@ -6,6 +6,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use tungstenite::stream::MaybeTlsStream;
@@ -115,4 +116,22 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Sends `sig` to a child process of the test.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Waits for a child to exit and returns its status code; `log` explains a timeout.
+pub fn wait_exit(child: &mut Child, log: impl Fn() -> String) -> Option<i32> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "did not exit:\n{}", log());
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
 }

@@ -4,7 +4,6 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_odin-ws");
 pub const TOKEN: &str = "test-token";
@@ -120,24 +119,13 @@ impl Server {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        crate::common::signal(&self.child, sig);
     }
 
     /// Waits for the process to exit and returns its status code.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit:\n{}",
-                self.log.lock().unwrap()
-            );
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        let log = Arc::clone(&self.log);
+        crate::common::wait_exit(&mut self.child, || log.lock().unwrap().clone())
     }
 }
 

@@ -4,7 +4,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The dynamically linked debug build cargo made for the tests.
@@ -103,19 +102,12 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        crate::common::signal(&self.child, sig);
     }
 
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "did not exit:\n{}", self.log());
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        let log = Arc::clone(&self.log);
+        crate::common::wait_exit(&mut self.child, || log.lock().unwrap().clone())
     }
 }
 
