@@ -172,19 +172,15 @@ fn reload(shared: &Shared, options: &Options) {
             return;
         }
     };
+    for setting in old.restart_diff(&newer) {
+        log::warn!("SIGHUP: {setting} needs a restart; keeping the running value");
+    }
     let changes = old.reloadable_diff(&newer);
     if changes.is_empty() {
         log::info!("SIGHUP: no reloadable setting changed");
         return;
     }
-    let mut next = (*old).clone();
-    next.log_level = newer.log_level;
-    next.max_nats_rate = newer.max_nats_rate;
-    next.max_broadcast_rate = newer.max_broadcast_rate;
-    next.cpu_reject_threshold = newer.cpu_reject_threshold;
-    next.cpu_pause_threshold = newer.cpu_pause_threshold;
-    next.max_connections = newer.max_connections;
-    next.allowed_origins = newer.allowed_origins;
+    let next = old.with_reloaded(&newer);
     logging::set_level(next.log_level);
     shared.set_config(next);
     for change in changes {

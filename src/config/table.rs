@@ -54,6 +54,20 @@ impl Config {
         self.diff(newer, true)
     }
 
+    /// This configuration with the reloadable settings taken from `newer`: what a
+    /// SIGHUP applies. The rest waits for a restart (`restart_diff`).
+    pub fn with_reloaded(&self, newer: &Config) -> Config {
+        let mut next = self.clone();
+        next.log_level = newer.log_level;
+        next.max_nats_rate = newer.max_nats_rate;
+        next.max_broadcast_rate = newer.max_broadcast_rate;
+        next.cpu_reject_threshold = newer.cpu_reject_threshold;
+        next.cpu_pause_threshold = newer.cpu_pause_threshold;
+        next.max_connections = newer.max_connections;
+        next.allowed_origins = newer.allowed_origins.clone();
+        next
+    }
+
     /// The other settings that differ in `newer`, same format: a reload cannot apply
     /// them, so the server can say that they wait for a restart.
     pub fn restart_diff(&self, newer: &Config) -> Vec<String> {

@@ -92,3 +92,24 @@ fn reload_diff_separates_reloadable_settings() {
     );
     assert!(old.reloadable_diff(&old.clone()).is_empty());
 }
+
+#[test]
+fn with_reloaded_applies_every_reloadable_setting_and_nothing_else() {
+    let old = from_env(&[("WS_ADDR", ":3002")]).unwrap();
+    let new = from_env(&[
+        ("LOG_LEVEL", "debug"),
+        ("WS_MAX_NATS_RATE", "10"),
+        ("WS_MAX_BROADCAST_RATE", "20"),
+        ("WS_CPU_REJECT_THRESHOLD", "50"),
+        ("WS_CPU_PAUSE_THRESHOLD", "60"),
+        ("WS_MAX_CONNECTIONS", "5"),
+        ("WS_ALLOWED_ORIGINS", "https://a.example"),
+        ("WS_ADDR", ":3003"),
+    ])
+    .unwrap();
+    // Every variable in spec::RELOADABLE differs above, so none may be left over.
+    assert_eq!(old.reloadable_diff(&new).len(), spec::RELOADABLE.len());
+    let next = old.with_reloaded(&new);
+    assert!(next.reloadable_diff(&new).is_empty());
+    assert_eq!(next.restart_diff(&old), Vec::<String>::new());
+}
