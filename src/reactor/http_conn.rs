@@ -24,8 +24,11 @@ use crate::shared::Shared;
 const WS_READ_BUFFER: usize = 512;
 
 enum Route {
+    /// A valid upgrade: the 101 answer is ready, the head is `head_len` bytes.
     Upgrade {
         echo: bool,
+        answer: Vec<u8>,
+        head_len: usize,
     },
     Respond(Response),
     /// A publish whose body has not fully arrived.
@@ -66,7 +69,11 @@ impl Worker {
         match route {
             Route::NeedBody => {}
             Route::Respond(resp) => self.respond(key, resp, now),
-            Route::Upgrade { echo } => self.upgrade(key, echo, now),
+            Route::Upgrade {
+                echo,
+                answer,
+                head_len,
+            } => self.upgrade(key, echo, answer, head_len, now),
         }
     }
 
@@ -77,7 +84,7 @@ impl Worker {
         self.begin_close(key, None, now);
     }
 
-    fn upgrade(&mut self, key: Key, echo: bool, now: Instant) {
+    fn upgrade(&mut self, key: Key, echo: bool, answer: Vec<u8>, head_len: usize, now: Instant) {
         let metrics = &self.shared.metrics;
         // Claim a slot; two workers may race for the last one.
         if metrics.connections.fetch_add(1, Relaxed) >= self.cfg.max_connections as u64 {
@@ -97,14 +104,8 @@ impl Worker {
         let State::Http(h) = &mut conn.state else {
             return;
         };
-        let req = parse_head(&h.buf)
-            .ok()
-            .flatten()
-            .expect("routed requests parsed");
-        let accept_key = req.header("Sec-WebSocket-Key").unwrap_or_default();
-        conn.send
-            .push_own(Bytes::from(upgrade_response(accept_key)));
-        let leftover = h.buf[req.head_len..].to_vec();
+        conn.send.push_own(Bytes::from(answer));
+        let leftover = h.buf[head_len..].to_vec();
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(WS_READ_BUFFER)
             .write_buffer_size(0)
@@ -153,7 +154,11 @@ fn route(cfg: &Config, shared: &Shared, req: &Request, rest: &[u8]) -> Route {
     let is_echo = cfg.echo_path.as_deref() == Some(req.path.as_str());
     if is_ws || is_echo {
         return match check_upgrade(cfg, shared, req) {
-            Ok(()) => Route::Upgrade { echo: is_echo },
+            Ok(()) => Route::Upgrade {
+                echo: is_echo,
+                answer: upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
+                head_len: req.head_len,
+            },
             Err(resp) => Route::Respond(resp),
         };
     }
