@@ -162,6 +162,8 @@ pub struct Config {
     pub cpu_pause_threshold: f64,
     pub send_queue_bytes: usize,
     pub slow_client_policy: SlowClientPolicy,
+    /// How long a connection's broadcasts may wait to share one write.
+    pub write_delay: Duration,
     pub max_message_size: usize,
     pub max_subscriptions: usize,
     /// Inbound messages/s per connection.
@@ -211,6 +213,8 @@ impl fmt::Debug for Config {
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
+/// Longer than a second would be a batch job, not a live feed.
+const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
 
 impl Config {
     /// environment > env file > defaults. `env_file`: Some(path) = named explicitly
@@ -288,6 +292,7 @@ fn read(r: &mut Reader) -> Config {
             &SlowClientPolicy::ALL,
             SlowClientPolicy::as_str,
         ),
+        write_delay: r.duration_up_to(WS_WRITE_DELAY, MAX_WRITE_DELAY),
         max_message_size: r.int(WS_MAX_MESSAGE_SIZE, 128, 16 * MIB),
         max_subscriptions: r.int(WS_MAX_SUBSCRIPTIONS, 1, 10_000),
         client_msg_rate: r.int(WS_CLIENT_MSG_RATE, 1, 100_000),

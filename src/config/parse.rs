@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::ConfigError;
-use super::duration::parse_duration;
+use super::duration::{format_duration, parse_duration};
 use super::spec::{self, Source};
 
 /// Reads variables and collects what went wrong; the caller decides when to stop.
@@ -148,6 +148,18 @@ impl<'a> Reader<'a> {
                 parse_duration(s).map_err(|_| format!("must be a duration like 30s, got {s:?}"))?;
             if value.is_zero() && !zero_ok {
                 return Err("must be > 0, got 0s".to_string());
+            }
+            Ok(value)
+        })
+    }
+
+    /// A duration from zero to `max`.
+    pub(super) fn duration_up_to(&mut self, name: &'static str, max: Duration) -> Duration {
+        self.parse(name, |s| {
+            let value =
+                parse_duration(s).map_err(|_| format!("must be a duration like 30s, got {s:?}"))?;
+            if value > max {
+                return Err(format!("must be at most {}, got {s}", format_duration(max)));
             }
             Ok(value)
         })

@@ -61,6 +61,7 @@ impl Config {
         next.log_level = newer.log_level;
         next.max_nats_rate = newer.max_nats_rate;
         next.max_broadcast_rate = newer.max_broadcast_rate;
+        next.write_delay = newer.write_delay;
         next.cpu_reject_threshold = newer.cpu_reject_threshold;
         next.cpu_pause_threshold = newer.cpu_pause_threshold;
         next.max_connections = newer.max_connections;
@@ -117,6 +118,7 @@ impl Config {
                 WS_SLOW_CLIENT_POLICY,
                 self.slow_client_policy.as_str().to_string(),
             ),
+            (WS_WRITE_DELAY, format_duration(self.write_delay)),
             (WS_MAX_MESSAGE_SIZE, self.max_message_size.to_string()),
             (WS_MAX_SUBSCRIPTIONS, self.max_subscriptions.to_string()),
             (WS_CLIENT_MSG_RATE, self.client_msg_rate.to_string()),

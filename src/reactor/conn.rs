@@ -17,6 +17,12 @@ pub struct Conn {
     pub wake_at: Instant,
     /// Already in the worker's list of connections to flush this turn.
     pub dirty: bool,
+    /// Waiting in the worker's held list for its write delay to pass.
+    pub held: bool,
+    /// When this connection was last flushed; the write delay counts from here.
+    pub last_flush: Instant,
+    /// When the oldest broadcast queued since the last flush was received.
+    pub pending_since: Option<Instant>,
 }
 
 pub enum State {

@@ -1,6 +1,6 @@
 //! A reactor thread: one mio::Poll, the connections it owns, their timers and its
-//! subscription index. Each turn: socket events, new sockets, the ring, timers,
-//! then one flush per dirty connection.
+//! subscription index. Each turn: socket events, new sockets, the ring, held
+//! broadcasts that are due, timers, then one flush per dirty connection.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -49,9 +49,9 @@ pub struct Worker {
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
     cursor: u64,
     batch: Vec<Arc<Broadcast>>,
-    /// Broadcasts of this turn, observed in the latency histogram after the flush.
-    received: Vec<Instant>,
     dirty: Vec<Key>,
+    /// Connections whose broadcasts wait out WS_WRITE_DELAY, by when they are due.
+    held: BinaryHeap<Reverse<(Instant, Key)>>,
     pub(super) read_again: Vec<Key>,
     matched: Vec<Key>,
     drain_started: bool,
@@ -76,8 +76,8 @@ impl Worker {
             timers: BinaryHeap::new(),
             cursor,
             batch: Vec::with_capacity(RING_BATCH),
-            received: Vec::new(),
             dirty: Vec::new(),
+            held: BinaryHeap::new(),
             read_again: Vec::new(),
             matched: Vec::new(),
             drain_started: false,
@@ -124,9 +124,10 @@ impl Worker {
                 self.on_readable(key, now);
             }
             self.deliver();
+            self.release_held();
             self.fire_timers(now);
             self.start_drain(now);
-            self.flush_dirty(now);
+            self.flush_dirty();
             if now >= self.next_stats {
                 self.publish_stats(now);
             }
@@ -139,8 +140,10 @@ impl Worker {
         }
         let now = Instant::now();
         let mut next = self.next_stats;
-        if let Some(Reverse((at, _))) = self.timers.peek() {
-            next = next.min(*at);
+        for heap in [&self.timers, &self.held] {
+            if let Some(Reverse((at, _))) = heap.peek() {
+                next = next.min(*at);
+            }
         }
         Some(next.saturating_duration_since(now))
     }
@@ -171,6 +174,9 @@ impl Worker {
                 }),
                 wake_at: deadline,
                 dirty: false,
+                held: false,
+                last_flush: now,
+                pending_since: None,
             });
             self.timers.push(Reverse((deadline, key)));
             // The request may already be waiting: edge-triggered readiness was
@@ -287,7 +293,9 @@ impl Worker {
         self.shared.workers[self.id].load.fetch_sub(1, Relaxed);
     }
 
-    /// Takes new broadcasts from the ring and queues each on every matching connection.
+    /// Takes new broadcasts from the ring and queues each on every matching
+    /// connection. A connection written to within the last WS_WRITE_DELAY is held
+    /// until the delay has passed, so the broadcasts meanwhile share one write.
     fn deliver(&mut self) {
         let overrun = self
             .shared
@@ -304,11 +312,12 @@ impl Worker {
             return;
         }
         let (limit, policy) = (self.cfg.send_queue_bytes, self.cfg.slow_client_policy);
+        let delay = self.cfg.write_delay;
+        let now = Instant::now();
         let mut overflowed = Vec::new();
         let (mut conflated, mut dropped) = (0, 0);
         let batch = std::mem::take(&mut self.batch);
         for b in &batch {
-            self.received.push(b.received_at);
             let matched = &mut self.matched;
             self.subs.for_each_match(&b.channel, |k| matched.push(k));
             for key in self.matched.drain(..) {
@@ -337,9 +346,17 @@ impl Worker {
                     }
                 }
                 self.deliveries += 1;
-                if !conn.dirty {
+                conn.pending_since.get_or_insert(b.received_at);
+                if conn.dirty || conn.held {
+                    continue;
+                }
+                let due = conn.last_flush + delay;
+                if due <= now {
                     conn.dirty = true;
                     self.dirty.push(key);
+                } else {
+                    conn.held = true;
+                    self.held.push(Reverse((due, key)));
                 }
             }
         }
@@ -347,7 +364,6 @@ impl Worker {
         self.batch.clear();
         self.shared.metrics.dropped(Drop::Conflated, conflated);
         self.shared.metrics.dropped(Drop::DropOldest, dropped);
-        let now = Instant::now();
         for key in overflowed {
             if let Some(conn) = self.conns.get_mut(key)
                 && matches!(conn.state, State::Ws(_))
@@ -359,6 +375,21 @@ impl Worker {
                     .fetch_add(1, Relaxed);
                 self.begin_close(key, Some((CloseCode::Again, "slow consumer")), now);
             }
+        }
+    }
+
+    /// Moves the held connections whose write delay has passed to this turn's flush.
+    fn release_held(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, key))) = self.held.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.held.pop();
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.held = false;
+            }
+            self.mark_dirty(key);
         }
     }
 
@@ -455,13 +486,22 @@ impl Worker {
         );
     }
 
-    fn flush_dirty(&mut self, now: Instant) {
+    fn flush_dirty(&mut self) {
         let limit = self.cfg.send_queue_bytes;
         for key in std::mem::take(&mut self.dirty) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             conn.dirty = false;
+            let now = Instant::now();
+            conn.last_flush = now;
+            // The oldest broadcast of this write tells how long publishing took to
+            // reach the socket, write delay included.
+            if let Some(since) = conn.pending_since.take() {
+                self.shared
+                    .metrics
+                    .observe_latency(now.saturating_duration_since(since));
+            }
             match conn.send.flush(&mut conn.stream, limit) {
                 Ok(true) => {
                     if let State::Closing(c) = &mut conn.state
@@ -477,13 +517,6 @@ impl Worker {
                 Err(_) => self.remove(key),
             }
         }
-        let done = Instant::now();
-        for at in self.received.drain(..) {
-            self.shared
-                .metrics
-                .observe_latency(done.saturating_duration_since(at));
-        }
-        let _ = now;
     }
 
     fn publish_stats(&mut self, now: Instant) {

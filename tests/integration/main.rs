@@ -13,3 +13,4 @@ mod raw;
 mod shutdown;
 mod slow_consumers;
 mod support;
+mod write_delay;
