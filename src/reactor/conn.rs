@@ -17,6 +17,8 @@ pub struct Conn {
     pub wake_at: Instant,
     /// Already in the worker's list of connections to flush this turn.
     pub dirty: bool,
+    /// Already in the worker's list of connections with broadcasts to flush.
+    pub in_fanout: bool,
     /// Waiting in the worker's held list for its write delay to pass.
     pub held: bool,
     /// When this connection was last flushed; the write delay counts from here.

@@ -1,6 +1,7 @@
 //! A reactor thread: one mio::Poll, the connections it owns, their timers and its
 //! subscription index. Each turn: socket events, new sockets, the ring, held
-//! broadcasts that are due, timers, then one flush per dirty connection.
+//! broadcasts that are due, timers, then one flush per dirty connection (replies
+//! first, broadcasts up to a budget).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,6 +29,9 @@ use crate::sublist::Sublist;
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Broadcasts taken from the ring per turn, so sockets are served between batches.
 const RING_BATCH: usize = 64;
+/// Connections flushed for broadcasts per turn: a turn stays a few milliseconds
+/// long, so new sockets and handshakes are served between slices of a fan-out.
+const FANOUT_BUDGET: usize = 256;
 /// Messages read from one connection per turn before others get their turn.
 pub(super) const READ_BUDGET: usize = 32;
 /// How long a closing connection may take to read our close and hang up: a slow
@@ -49,7 +53,11 @@ pub struct Worker {
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
     cursor: u64,
     batch: Vec<Arc<Broadcast>>,
+    /// Connections with replies, control frames or a writable socket: all flushed
+    /// this turn.
     dirty: Vec<Key>,
+    /// Connections with broadcasts to write, oldest first, FANOUT_BUDGET a turn.
+    fanout: Vec<Key>,
     /// Connections whose broadcasts wait out WS_WRITE_DELAY, by when they are due.
     held: BinaryHeap<Reverse<(Instant, Key)>>,
     pub(super) read_again: Vec<Key>,
@@ -77,6 +85,7 @@ impl Worker {
             cursor,
             batch: Vec::with_capacity(RING_BATCH),
             dirty: Vec::new(),
+            fanout: Vec::new(),
             held: BinaryHeap::new(),
             read_again: Vec::new(),
             matched: Vec::new(),
@@ -135,7 +144,10 @@ impl Worker {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.read_again.is_empty() || self.cursor < self.shared.ring.head() {
+        if !self.read_again.is_empty()
+            || !self.fanout.is_empty()
+            || self.cursor < self.shared.ring.head()
+        {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -174,6 +186,7 @@ impl Worker {
                 }),
                 wake_at: deadline,
                 dirty: false,
+                in_fanout: false,
                 held: false,
                 last_flush: now,
                 pending_since: None,
@@ -347,13 +360,13 @@ impl Worker {
                 }
                 self.deliveries += 1;
                 conn.pending_since.get_or_insert(b.received_at);
-                if conn.dirty || conn.held {
+                if conn.dirty || conn.in_fanout || conn.held {
                     continue;
                 }
                 let due = conn.last_flush + delay;
                 if due <= now {
-                    conn.dirty = true;
-                    self.dirty.push(key);
+                    conn.in_fanout = true;
+                    self.fanout.push(key);
                 } else {
                     conn.held = true;
                     self.held.push(Reverse((due, key)));
@@ -388,8 +401,11 @@ impl Worker {
             self.held.pop();
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.held = false;
+                if !conn.in_fanout {
+                    conn.in_fanout = true;
+                    self.fanout.push(key);
+                }
             }
-            self.mark_dirty(key);
         }
     }
 
@@ -486,36 +502,54 @@ impl Worker {
         );
     }
 
+    /// Flushes every connection with replies, then up to FANOUT_BUDGET with
+    /// broadcasts, oldest first; the rest wait for the next turn.
     fn flush_dirty(&mut self) {
-        let limit = self.cfg.send_queue_bytes;
         for key in std::mem::take(&mut self.dirty) {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.dirty = false;
-            let now = Instant::now();
-            conn.last_flush = now;
-            // The oldest broadcast of this write tells how long publishing took to
-            // reach the socket, write delay included.
-            if let Some(since) = conn.pending_since.take() {
-                self.shared
-                    .metrics
-                    .observe_latency(now.saturating_duration_since(since));
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+                self.flush(key);
             }
-            match conn.send.flush(&mut conn.stream, limit) {
-                Ok(true) => {
-                    if let State::Closing(c) = &mut conn.state
-                        && !c.write_shut
-                    {
-                        c.write_shut = true;
-                        let _ = conn.stream.shutdown(Shutdown::Write);
-                        // Whatever the peer sent meanwhile is discarded; EOF removes it.
-                        self.read_again.push(key);
-                    }
+        }
+        let mut slice = std::mem::take(&mut self.fanout);
+        if slice.len() > FANOUT_BUDGET {
+            self.fanout = slice.split_off(FANOUT_BUDGET);
+        }
+        for key in slice {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.in_fanout = false;
+                self.flush(key);
+            }
+        }
+    }
+
+    fn flush(&mut self, key: Key) {
+        let limit = self.cfg.send_queue_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let now = Instant::now();
+        conn.last_flush = now;
+        // The oldest broadcast of this write tells how long publishing took to
+        // reach the socket, write delay included.
+        if let Some(since) = conn.pending_since.take() {
+            self.shared
+                .metrics
+                .observe_latency(now.saturating_duration_since(since));
+        }
+        match conn.send.flush(&mut conn.stream, limit) {
+            Ok(true) => {
+                if let State::Closing(c) = &mut conn.state
+                    && !c.write_shut
+                {
+                    c.write_shut = true;
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    // Whatever the peer sent meanwhile is discarded; EOF removes it.
+                    self.read_again.push(key);
                 }
-                Ok(false) => {} // the socket is full; a writable event brings us back
-                Err(_) => self.remove(key),
             }
+            Ok(false) => {} // the socket is full; a writable event brings us back
+            Err(_) => self.remove(key),
         }
     }
 
