@@ -81,7 +81,9 @@ fn publish_round(s: &Server, round: i64, published: &[(&str, i64)]) {
 #[test]
 fn a_thousand_clients_get_exactly_their_messages_in_order() {
     let _heavy = heavy();
-    let s = Server::start(&[]);
+    // 500 clients per worker: more than a turn's broadcast flush budget, so each
+    // broadcast goes out over several turns; order and completeness must hold.
+    let s = Server::start(&[("WS_WORKER_POOL_SIZE", "2")]);
     let mut clients: Vec<(usize, Client)> = (0..CLIENTS)
         .map(|i| {
             let mut c = s.client();
