@@ -124,6 +124,14 @@ fn each_check_has_its_message() {
             "WS_PING_INTERVAL must be > 0, got 0s",
         ),
         (
+            &[("WS_WRITE_DELAY", "2s")],
+            "WS_WRITE_DELAY must be at most 1s, got 2s",
+        ),
+        (
+            &[("WS_WRITE_DELAY", "soon")],
+            r#"WS_WRITE_DELAY must be a duration like 30s, got "soon""#,
+        ),
+        (
             &[("WS_IDLE_TIMEOUT", "30s")],
             "WS_IDLE_TIMEOUT (30s) must be > WS_PING_INTERVAL (30s)",
         ),
