@@ -68,6 +68,13 @@ impl<K: Copy + Eq + Hash> Subs<K> {
             None if self.keys.contains(&key) => return false,
             None => {}
         }
+        if self.keys.len() == self.keys.capacity() {
+            // Grow by a quarter, not double: keys stay as long as their
+            // subscribers, so doubling leaves a quarter of every node's buffer
+            // idle on average (E: 140 keys in 256 slots). Still geometric, so
+            // insertion stays amortised O(1); the extra copies are of `K`s.
+            self.keys.reserve_exact(self.keys.len() / 4 + 4);
+        }
         self.keys.push(key);
         if self.pos.is_none() && self.keys.len() >= INDEX_FROM {
             let pos = self.keys.iter().enumerate().map(|(i, &k)| (k, i));
@@ -511,6 +518,16 @@ mod tests {
         check(&subs, &model);
         model.drain(..).for_each(|k| assert!(subs.remove(k)));
         assert!(subs.keys.is_empty() && !subs.is_indexed());
+    }
+
+    #[test]
+    fn keys_grow_by_a_quarter() {
+        let mut subs = Subs::new();
+        for k in 0..2 * INDEX_FROM as u64 {
+            subs.insert(k);
+            let (len, cap) = (subs.keys.len(), subs.keys.capacity());
+            assert!(cap <= len + len / 4 + 4, "{len} keys in {cap} slots");
+        }
     }
 
     #[test]
