@@ -4,8 +4,8 @@
 //!
 //! Nodes live in an arena (`Vec<Node>` plus a free list) so the match cache
 //! can name them by index. Each node keeps its subscribers in a `Vec<K>` (the
-//! hot path walks it as a slice) with a `HashMap<K, usize>` position index for
-//! O(1) insert and `swap_remove`.
+//! hot path walks it as a slice); a crowded node adds a `HashMap<K, usize>`
+//! position index for O(1) insert and `swap_remove` (see `INDEX_FROM`).
 //!
 //! Why a match cache: without it a publish costs one hash probe per token plus
 //! a look at the `*` and `>` slots, and every `*` slot forks the walk. With it
@@ -31,45 +31,88 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 type NodeId = usize;
 const ROOT: NodeId = 0;
 
-/// Subscribers of one node: dense `keys` for iteration, `pos` for O(1) removal.
+/// A node keeps a position index only from this many subscribers on. Below
+/// it a removal (or a duplicate check on insert) scans the keys: a few hundred
+/// `u64` compares cost well under a microsecond, and most nodes are that small
+/// (scenario E: ~140 keys per node per worker), so they skip the index's
+/// 2-3x memory. A crowd on one channel (7,000 clients on `>`, all leaving at
+/// once) keeps O(1) removal.
+const INDEX_FROM: usize = 512;
+
+/// Subscribers of one node: dense `keys` for iteration; `pos`, once the node
+/// is crowded, for O(1) removal.
 struct Subs<K> {
     keys: Vec<K>,
-    pos: HashMap<K, usize>,
+    /// key -> its index in `keys`; `Some` iff the node has held `INDEX_FROM`
+    /// keys and has not since fallen under half that (hysteresis, so a node
+    /// hovering at the threshold does not rebuild it over and over).
+    pos: Option<HashMap<K, usize>>,
 }
 
 impl<K: Copy + Eq + Hash> Subs<K> {
     fn new() -> Self {
         Self {
             keys: Vec::new(),
-            pos: HashMap::new(),
+            pos: None,
         }
     }
 
     fn insert(&mut self, key: K) -> bool {
-        if self.pos.contains_key(&key) {
-            return false;
+        match &mut self.pos {
+            Some(pos) => {
+                if pos.contains_key(&key) {
+                    return false;
+                }
+                pos.insert(key, self.keys.len());
+            }
+            None if self.keys.contains(&key) => return false,
+            None => {}
         }
-        self.pos.insert(key, self.keys.len());
+        if self.keys.len() == self.keys.capacity() {
+            // Grow by a quarter, not double: keys stay as long as their
+            // subscribers, so doubling leaves a quarter of every node's buffer
+            // idle on average (E: 140 keys in 256 slots). Still geometric, so
+            // insertion stays amortised O(1); the extra copies are of `K`s.
+            self.keys.reserve_exact(self.keys.len() / 4 + 4);
+        }
         self.keys.push(key);
+        if self.pos.is_none() && self.keys.len() >= INDEX_FROM {
+            let pos = self.keys.iter().enumerate().map(|(i, &k)| (k, i));
+            self.pos = Some(pos.collect());
+        }
         true
     }
 
     fn remove(&mut self, key: K) -> bool {
-        let Some(i) = self.pos.remove(&key) else {
+        let found = match &mut self.pos {
+            Some(pos) => pos.remove(&key),
+            None => self.keys.iter().position(|&k| k == key),
+        };
+        let Some(i) = found else {
             return false;
         };
         self.keys.swap_remove(i);
-        if let Some(&moved) = self.keys.get(i)
-            && let Some(p) = self.pos.get_mut(&moved)
-        {
-            *p = i;
+        if let Some(pos) = &mut self.pos {
+            if let Some(&moved) = self.keys.get(i) {
+                pos.insert(moved, i);
+            }
+            if self.keys.len() < INDEX_FROM / 2 {
+                self.pos = None;
+            }
         }
         // Give memory back after a crowd leaves a channel that stays alive.
         if self.keys.len() < self.keys.capacity() / 4 {
             self.keys.shrink_to_fit();
-            self.pos.shrink_to_fit();
+            if let Some(pos) = &mut self.pos {
+                pos.shrink_to_fit();
+            }
         }
         true
+    }
+
+    #[cfg(test)]
+    fn is_indexed(&self) -> bool {
+        self.pos.is_some()
     }
 }
 
@@ -429,6 +472,62 @@ mod tests {
             let want: Vec<u64> = (0..7_000).filter(|k| k % 3 != 0).collect();
             assert_eq!(matches(sl, "token.BTC.price"), want);
         });
+    }
+
+    /// A node crosses `INDEX_FROM` both ways; membership, duplicates and
+    /// removal stay right with and without the index.
+    #[test]
+    fn position_index_comes_and_goes_with_the_crowd() {
+        let mut subs = Subs::new();
+        let mut model: Vec<u64> = Vec::new();
+        let check = |subs: &Subs<u64>, model: &[u64]| {
+            let mut keys = subs.keys.clone();
+            keys.sort_unstable();
+            assert_eq!(keys, model);
+            if let Some(pos) = &subs.pos {
+                assert_eq!(pos.len(), keys.len());
+                assert!(pos.iter().all(|(&k, &i)| subs.keys[i] == k));
+            }
+        };
+        for k in 0..INDEX_FROM as u64 - 1 {
+            assert!(subs.insert(k * 3));
+            model.push(k * 3);
+        }
+        assert!(!subs.is_indexed());
+        assert!(!subs.insert(0), "duplicate found by scanning");
+        assert!(subs.insert(1));
+        model.push(1);
+        model.sort_unstable();
+        assert!(subs.is_indexed());
+        assert!(!subs.insert(1), "duplicate found through the index");
+        check(&subs, &model);
+        // Leave from the middle until under half: the index is dropped once.
+        while model.len() >= INDEX_FROM / 2 {
+            let k = model.remove(model.len() / 2);
+            assert!(subs.remove(k));
+            assert!(!subs.remove(k));
+            assert_eq!(subs.is_indexed(), model.len() >= INDEX_FROM / 2);
+            check(&subs, &model);
+        }
+        // Hysteresis: back up to just under the threshold without an index.
+        for k in 10_000..10_000 + (INDEX_FROM - model.len() - 1) as u64 {
+            assert!(subs.insert(k));
+            model.push(k);
+        }
+        assert!(!subs.is_indexed());
+        check(&subs, &model);
+        model.drain(..).for_each(|k| assert!(subs.remove(k)));
+        assert!(subs.keys.is_empty() && !subs.is_indexed());
+    }
+
+    #[test]
+    fn keys_grow_by_a_quarter() {
+        let mut subs = Subs::new();
+        for k in 0..2 * INDEX_FROM as u64 {
+            subs.insert(k);
+            let (len, cap) = (subs.keys.len(), subs.keys.capacity());
+            assert!(cap <= len + len / 4 + 4, "{len} keys in {cap} slots");
+        }
     }
 
     #[test]

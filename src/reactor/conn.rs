@@ -1,11 +1,11 @@
 //! One socket's state: reading an HTTP request, an open WebSocket, or closing.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
+use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::rate::TokenBucket;
 
@@ -43,7 +43,7 @@ pub struct WsConn {
     pub ctx: WebSocketContext,
     /// The conformance echo endpoint rather than the client protocol.
     pub echo: bool,
-    pub subscriptions: Vec<Arc<str>>,
+    pub subscriptions: Vec<Pattern>,
     /// Ring position of the last broadcast queued: a message matched by two of the
     /// connection's patterns is sent once.
     pub last_pos: Option<u64>,
