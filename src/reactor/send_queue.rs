@@ -13,6 +13,8 @@ use crate::config::SlowClientPolicy;
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
+/// Queue slots an empty queue may keep: a write delay's worth of a busy feed.
+const KEPT_SLOTS: usize = 8;
 
 enum Item {
     /// A reply, handshake or control frame of this connection alone. Never dropped.
@@ -171,6 +173,11 @@ impl SendQueue {
         loop {
             self.release_latest(limit);
             if self.items.is_empty() {
+                // A burst (a stall, a slow turn) grew the queue; its slots would
+                // stay with this connection for good.
+                if self.items.capacity() > KEPT_SLOTS {
+                    self.items = VecDeque::new();
+                }
                 return Ok(true);
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -271,6 +278,28 @@ mod tests {
             .skip(1)
             .map(|s| s.split([',', '}']).next().unwrap().to_string())
             .collect()
+    }
+
+    #[test]
+    fn an_emptied_queue_gives_back_the_slots_of_a_burst() {
+        let mut q = SendQueue::default();
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        for pos in 0..3 {
+            q.push_broadcast(&msg(pos, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        }
+        assert!(q.flush(&mut sink, 1 << 20).unwrap());
+        let steady = q.items.capacity();
+        assert!(steady > 0 && steady <= KEPT_SLOTS);
+        for pos in 3..100 {
+            q.push_broadcast(&msg(pos, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        }
+        assert!(q.items.capacity() >= 97);
+        assert!(q.flush(&mut sink, 1 << 20).unwrap());
+        assert!(q.items.capacity() <= KEPT_SLOTS);
+        assert_eq!(seqs(&sink.got).len(), 100);
     }
 
     #[test]
