@@ -36,8 +36,8 @@ variables! {
     WS_SEND_QUEUE_BYTES = "1048576";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // Broadcasts to one connection are gathered for up to this long into one write:
-    // at 25 msg/s per client, 100ms means ~2.5 messages per write instead of one.
-    WS_WRITE_DELAY = "100ms";
+    // at 25 msg/s per client, 150ms means ~4 messages per write instead of one.
+    WS_WRITE_DELAY = "150ms";
     WS_MAX_MESSAGE_SIZE = "65536";
     WS_MAX_SUBSCRIPTIONS = "100";
     WS_CLIENT_MSG_RATE = "50";
