@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 
 use crate::scan;
 use crate::settings::Protocol;
-use crate::stats::Stats;
+use crate::stats::{Stats, unix_micros};
 use crate::wsframe::{self, Decoded, Upgrade};
 
 /// Largest server frame or NATS protocol line accepted.
@@ -51,6 +51,27 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// Wall clock in Unix microseconds, to compare with the publisher's `ts_us`.
     pub now_us: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// Takes the driver's fields one by one, so the driver can lend them while it
+    /// holds one of its clients.
+    pub fn new(
+        stats: &'a mut Stats,
+        interner: &'a mut Interner,
+        protocol: Protocol,
+        start: Instant,
+        now: Instant,
+    ) -> Ctx<'a> {
+        Ctx {
+            stats,
+            interner,
+            protocol,
+            start,
+            now,
+            now_us: unix_micros(),
+        }
+    }
 }
 
 pub struct Client {

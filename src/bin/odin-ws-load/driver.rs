@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
@@ -47,13 +47,6 @@ fn own_cpu_seconds() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 struct Run<'s> {
@@ -236,14 +229,13 @@ impl Run<'_> {
             return;
         }
         let now = Instant::now();
-        let mut ctx = Ctx {
-            stats: &mut self.stats,
-            interner: &mut self.interner,
-            protocol: self.s.protocol,
-            start: self.start,
+        let mut ctx = Ctx::new(
+            &mut self.stats,
+            &mut self.interner,
+            self.s.protocol,
+            self.start,
             now,
-            now_us: unix_micros(),
-        };
+        );
         let result = client.on_event(
             &self.s.url.host,
             &self.s.url.path,
@@ -281,14 +273,13 @@ impl Run<'_> {
             let Some(client) = slot.as_mut().filter(|c| c.slow && c.phase == Phase::Open) else {
                 continue;
             };
-            let mut ctx = Ctx {
-                stats: &mut self.stats,
-                interner: &mut self.interner,
-                protocol: self.s.protocol,
-                start: self.start,
+            let mut ctx = Ctx::new(
+                &mut self.stats,
+                &mut self.interner,
+                self.s.protocol,
+                self.start,
                 now,
-                now_us: unix_micros(),
-            };
+            );
             if client.read(&mut self.scratch, &mut ctx).is_err() {
                 self.stats.slow.closed += 1;
                 *slot = None;

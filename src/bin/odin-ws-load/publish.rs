@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::settings::{PublishSettings, PublishTarget};
+use crate::stats::unix_micros;
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,13 +105,6 @@ pub fn payload(ts_us: u64, n: u64, size: usize) -> String {
         "{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"{}\"}}",
         "x".repeat(pad)
     )
-}
-
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {

@@ -1,7 +1,16 @@
 //! Counters, a log-linear histogram for latencies, and the 10 s timeline.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall clock in Unix microseconds: the publisher stamps each message with it
+/// and the clients subtract it on receipt (one machine, one clock).
+pub fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 /// Values below this are exact; above, each power of two has this many buckets
 /// (under 1% error).
