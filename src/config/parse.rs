@@ -144,8 +144,7 @@ impl<'a> Reader<'a> {
     /// A Go-style duration; zero only when `zero_ok`.
     pub(super) fn duration(&mut self, name: &'static str, zero_ok: bool) -> Duration {
         self.parse(name, |s| {
-            let value =
-                parse_duration(s).map_err(|_| format!("must be a duration like 30s, got {s:?}"))?;
+            let value = duration_value(s)?;
             if value.is_zero() && !zero_ok {
                 return Err("must be > 0, got 0s".to_string());
             }
@@ -156,8 +155,7 @@ impl<'a> Reader<'a> {
     /// A duration from zero to `max`.
     pub(super) fn duration_up_to(&mut self, name: &'static str, max: Duration) -> Duration {
         self.parse(name, |s| {
-            let value =
-                parse_duration(s).map_err(|_| format!("must be a duration like 30s, got {s:?}"))?;
+            let value = duration_value(s)?;
             if value > max {
                 return Err(format!("must be at most {}, got {s}", format_duration(max)));
             }
@@ -244,6 +242,11 @@ fn range_phrase<T: Int>(min: T, max: T) -> String {
         (true, false) => format!(">= {min}"),
         (false, _) => format!("{min}-{max}"),
     }
+}
+
+/// The one message every duration variable gives for text that is not one.
+fn duration_value(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|_| format!("must be a duration like 30s, got {s:?}"))
 }
 
 #[cfg(test)]
