@@ -1,11 +1,46 @@
-//! One shared copy of each subscription pattern per worker: thousands of
-//! connections on the same channels hold references to it, not copies.
+//! A worker's subscriptions: the trie that matches channels, and one shared
+//! copy of each pattern, which thousands of connections on the same channels
+//! hold by reference. Connections subscribe and leave through `Subscriptions`,
+//! so the two always change together.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
+
+use super::slab::Key;
+use crate::sublist::Sublist;
+
+#[derive(Default)]
+pub struct Subscriptions {
+    trie: Sublist<Key>,
+    patterns: Patterns,
+}
+
+impl Subscriptions {
+    /// Subscribes `key`; the returned reference is the connection's to keep.
+    pub fn add(&mut self, pattern: &str, key: Key) -> Pattern {
+        self.trie.insert(pattern, key);
+        self.patterns.get(pattern)
+    }
+
+    pub fn remove(&mut self, pattern: Pattern, key: Key) {
+        self.trie.remove(&pattern, key);
+        self.patterns.release(pattern);
+    }
+
+    /// A closing connection leaves every channel it was on.
+    pub fn remove_all(&mut self, held: &mut Vec<Pattern>, key: Key) {
+        for pattern in held.drain(..) {
+            self.remove(pattern, key);
+        }
+    }
+
+    pub fn for_each_match(&mut self, subject: &str, f: impl FnMut(Key)) {
+        self.trie.for_each_match(subject, f);
+    }
+}
 
 /// A reference to a worker's copy of one pattern. One pointer wide, not two
 /// like `Arc<str>`: the length lives behind the pointer, because every
@@ -43,10 +78,10 @@ impl Hash for Pattern {
 }
 
 #[derive(Default)]
-pub struct Patterns(HashSet<Pattern>);
+struct Patterns(HashSet<Pattern>);
 
 impl Patterns {
-    pub fn get(&mut self, pattern: &str) -> Pattern {
+    fn get(&mut self, pattern: &str) -> Pattern {
         if let Some(p) = self.0.get(pattern) {
             return p.clone();
         }
@@ -56,7 +91,7 @@ impl Patterns {
     }
 
     /// Gives back a connection's reference; the pattern is forgotten with the last one.
-    pub fn release(&mut self, pattern: Pattern) {
+    fn release(&mut self, pattern: Pattern) {
         if Arc::strong_count(&pattern.0) == 2 {
             self.0.remove(&*pattern);
         }

@@ -17,14 +17,13 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::conn::{Closing, Conn, HttpConn, State};
-use super::patterns::Patterns;
+use super::patterns::Subscriptions;
 use super::send_queue::{Pushed, QueueIo, SendQueue};
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
 use crate::config::Config;
 use crate::metrics::Drop;
 use crate::shared::Shared;
-use crate::sublist::Sublist;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 /// Broadcasts taken from the ring per turn, so sockets are served between batches.
@@ -48,8 +47,7 @@ pub struct Worker {
     pub(super) shared: Arc<Shared>,
     pub(super) cfg: Arc<Config>,
     pub(super) conns: Slab<Conn>,
-    pub(super) subs: Sublist<Key>,
-    pub(super) patterns: Patterns,
+    pub(super) subs: Subscriptions,
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
     cursor: u64,
     batch: Vec<Arc<Broadcast>>,
@@ -79,8 +77,7 @@ impl Worker {
             cfg,
             shared,
             conns: Slab::default(),
-            subs: Sublist::new(),
-            patterns: Patterns::default(),
+            subs: Subscriptions::default(),
             timers: BinaryHeap::new(),
             cursor,
             batch: Vec::with_capacity(RING_BATCH),
@@ -261,10 +258,7 @@ impl Worker {
                     };
                     let _ = ws.ctx.close(&mut io, Some(frame));
                 }
-                for pattern in ws.subscriptions.drain(..) {
-                    self.subs.remove(&pattern, key);
-                    self.patterns.release(pattern);
-                }
+                self.subs.remove_all(&mut ws.subscriptions, key);
                 self.shared.metrics.connections.fetch_sub(1, Relaxed);
                 true
             }
@@ -289,10 +283,7 @@ impl Worker {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         let was_ws = match &mut conn.state {
             State::Ws(ws) => {
-                for pattern in ws.subscriptions.drain(..) {
-                    self.subs.remove(&pattern, key);
-                    self.patterns.release(pattern);
-                }
+                self.subs.remove_all(&mut ws.subscriptions, key);
                 self.shared.metrics.connections.fetch_sub(1, Relaxed);
                 true
             }

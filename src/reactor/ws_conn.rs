@@ -8,7 +8,7 @@ use tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tungstenite::{Error, Message};
 
 use super::conn::{State, WsConn};
-use super::patterns::Patterns;
+use super::patterns::Subscriptions;
 use super::send_queue::{QueueIo, SendQueue};
 use super::slab::Key;
 use super::worker::{READ_BUDGET, Worker};
@@ -17,7 +17,6 @@ use crate::channel;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::{self, ClientMessage, ErrorCode};
-use crate::sublist::Sublist;
 
 /// What a read turn decided for the connection.
 enum Outcome {
@@ -70,7 +69,7 @@ impl Worker {
                         key,
                         ws,
                         &mut conn.send,
-                        (&mut self.subs, &mut self.patterns),
+                        &mut self.subs,
                         &cfg,
                         metrics,
                         now,
@@ -112,7 +111,7 @@ fn on_message(
     key: Key,
     ws: &mut WsConn,
     send: &mut SendQueue,
-    (subs, patterns): (&mut Sublist<Key>, &mut Patterns),
+    subs: &mut Subscriptions,
     cfg: &Config,
     metrics: &Metrics,
     now: Instant,
@@ -183,8 +182,7 @@ fn on_message(
                         id.as_deref(),
                     );
                 } else {
-                    subs.insert(ch, key);
-                    ws.subscriptions.push(patterns.get(ch));
+                    ws.subscriptions.push(subs.add(ch, key));
                     ok.push(ch);
                 }
             }
@@ -211,8 +209,7 @@ fn on_message(
                     continue;
                 }
                 if let Some(i) = ws.subscriptions.iter().position(|s| **s == **ch) {
-                    subs.remove(ch, key);
-                    patterns.release(ws.subscriptions.swap_remove(i));
+                    subs.remove(ws.subscriptions.swap_remove(i), key);
                 }
                 ok.push(ch);
             }
