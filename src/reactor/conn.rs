@@ -17,14 +17,23 @@ pub struct Conn {
     pub wake_at: Instant,
     /// Already in the worker's list of connections to flush this turn.
     pub dirty: bool,
-    /// Already in the worker's list of connections with broadcasts to flush.
-    pub in_fanout: bool,
-    /// Waiting in the worker's held list for its write delay to pass.
-    pub held: bool,
+    /// Where its queued broadcasts wait for a flush.
+    pub broadcasts: Waiting,
     /// When this connection was last flushed; the write delay counts from here.
     pub last_flush: Instant,
     /// When the oldest broadcast queued since the last flush was received.
     pub pending_since: Option<Instant>,
+}
+
+/// A connection's queued broadcasts are in at most one of the worker's lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Not waiting in either list (nothing queued, or a reply flush takes them).
+    No,
+    /// In the held heap until its write delay has passed.
+    Held,
+    /// In the fan-out list, flushed within a turn's budget.
+    Fanout,
 }
 
 pub enum State {

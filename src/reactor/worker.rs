@@ -16,7 +16,7 @@ use tungstenite::Bytes;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::conn::{Closing, Conn, HttpConn, State};
+use super::conn::{Closing, Conn, HttpConn, State, Waiting};
 use super::patterns::Subscriptions;
 use super::send_queue::{Pushed, QueueIo, SendQueue};
 use super::slab::{Key, Slab};
@@ -183,8 +183,7 @@ impl Worker {
                 }),
                 wake_at: deadline,
                 dirty: false,
-                in_fanout: false,
-                held: false,
+                broadcasts: Waiting::No,
                 last_flush: now,
                 pending_since: None,
             });
@@ -351,15 +350,15 @@ impl Worker {
                 }
                 self.deliveries += 1;
                 conn.pending_since.get_or_insert(b.received_at);
-                if conn.dirty || conn.in_fanout || conn.held {
+                if conn.dirty || conn.broadcasts != Waiting::No {
                     continue;
                 }
                 let due = conn.last_flush + delay;
                 if due <= now {
-                    conn.in_fanout = true;
+                    conn.broadcasts = Waiting::Fanout;
                     self.fanout.push(key);
                 } else {
-                    conn.held = true;
+                    conn.broadcasts = Waiting::Held;
                     self.held.push(Reverse((due, key)));
                 }
             }
@@ -390,12 +389,11 @@ impl Worker {
                 break;
             }
             self.held.pop();
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.held = false;
-                if !conn.in_fanout {
-                    conn.in_fanout = true;
-                    self.fanout.push(key);
-                }
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.broadcasts == Waiting::Held
+            {
+                conn.broadcasts = Waiting::Fanout;
+                self.fanout.push(key);
             }
         }
     }
@@ -508,7 +506,7 @@ impl Worker {
         }
         for key in slice {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.in_fanout = false;
+                conn.broadcasts = Waiting::No;
                 self.flush(key);
             }
         }
