@@ -117,7 +117,11 @@ wss.on('connection', (ws) => {
     try {
       msg = JSON.parse(data);
     } catch (e) {
-      return ws.send(JSON.stringify({ type: 'error', code: 'invalid_json', message: 'not JSON' }));
+      msg = null;
+    }
+    // As odin-ws: anything but a JSON object is invalid_json (`null` would throw below).
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
+      return ws.send(JSON.stringify({ type: 'error', code: 'invalid_json', message: 'not a JSON request object' }));
     }
     const id = msg.id === undefined ? {} : { id: msg.id };
     const channels = Array.isArray(msg.channels) ? msg.channels.filter((c) => typeof c === 'string') : [];
