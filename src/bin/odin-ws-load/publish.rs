@@ -99,12 +99,12 @@ fn http_publish(
 
 /// The payload, padded with `x` to `size` bytes when `size` is larger than the fields.
 pub fn payload(ts_us: u64, n: u64, size: usize) -> String {
-    let bare = format!("{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"\"}}");
-    let pad = size.saturating_sub(bare.len());
-    format!(
-        "{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"{}\"}}",
-        "x".repeat(pad)
-    )
+    let mut p = format!("{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"");
+    // The closing `"}` is the rest of the bare payload.
+    let pad = size.saturating_sub(p.len() + 2);
+    p.extend(std::iter::repeat_n('x', pad));
+    p.push_str("\"}");
+    p
 }
 
 pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
