@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::report::round2;
 use crate::settings::{PublishSettings, PublishTarget};
 use crate::stats::unix_micros;
 
@@ -153,8 +154,8 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
         "channels": s.channels.len(),
         "size": s.size,
         "rate_target": s.rate,
-        "rate_per_s": if elapsed > 0.0 { (published as f64 / elapsed * 100.0).round() / 100.0 } else { 0.0 },
-        "elapsed_s": (elapsed * 100.0).round() / 100.0,
+        "rate_per_s": if elapsed > 0.0 { round2(published as f64 / elapsed) } else { 0.0 },
+        "elapsed_s": round2(elapsed),
     }))
 }
 
