@@ -12,7 +12,7 @@ use serde_json::Value;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::free_port;
+use common::{free_port, wait_exit};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_odin-ws");
 const LOAD: &str = env!("CARGO_BIN_EXE_odin-ws-load");
@@ -99,20 +99,13 @@ fn start_subscribed(cmd: &mut Command, clients: u64) -> (Proc, mpsc::Receiver<St
 
 /// Waits for the process to exit and parses the last stdout line as JSON.
 fn finish(mut p: Proc, stderr: mpsc::Receiver<String>) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "odin-ws-load did not stop");
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
+    let code = wait_exit(&mut p.0, || "odin-ws-load".into());
     let log: Vec<String> = stderr.try_iter().collect();
     let mut out = String::new();
     p.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(
-        status.success(),
-        "odin-ws-load failed: {status}\n{}",
+        code == Some(0),
+        "odin-ws-load failed: exit code {code:?}\n{}",
         log.join("\n")
     );
     json_line(&out)

@@ -350,10 +350,9 @@ impl Client {
         while let Some(eol) = scan::find(&buf[at..], b"\r\n").map(|e| at + e) {
             let line = &buf[at..eol];
             if let Some(args) = line.strip_prefix(b"MSG ") {
-                let parts: Vec<&[u8]> = args.split(|&b| b == b' ').collect();
-                let (Some(subject), Some(size)) = (parts.first(), parts.last()) else {
-                    return Err("bad MSG line".into());
-                };
+                // `MSG <subject> <sid> [reply-to] <#bytes>`: first and last word.
+                let subject = args.split(|&b| b == b' ').next().unwrap_or_default();
+                let size = args.rsplit(|&b| b == b' ').next().unwrap_or_default();
                 let size: usize = std::str::from_utf8(size)
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -377,7 +376,8 @@ impl Client {
             }
             at = eol + 2;
         }
-        if buf.len() - at > MAX_NATS_LINE && scan::find(&buf[at..], b"\r\n").is_none() {
+        // The loop ended on a line without its CRLF yet.
+        if buf.len() - at > MAX_NATS_LINE {
             return Err("NATS line too long".into());
         }
         Ok(at)

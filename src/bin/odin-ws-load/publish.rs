@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::report::round2;
 use crate::settings::{PublishSettings, PublishTarget};
 use crate::stats::unix_micros;
 
@@ -99,12 +100,12 @@ fn http_publish(
 
 /// The payload, padded with `x` to `size` bytes when `size` is larger than the fields.
 pub fn payload(ts_us: u64, n: u64, size: usize) -> String {
-    let bare = format!("{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"\"}}");
-    let pad = size.saturating_sub(bare.len());
-    format!(
-        "{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"{}\"}}",
-        "x".repeat(pad)
-    )
+    let mut p = format!("{{\"ts_us\":{ts_us},\"n\":{n},\"pad\":\"");
+    // The closing `"}` is the rest of the bare payload.
+    let pad = size.saturating_sub(p.len() + 2);
+    p.extend(std::iter::repeat_n('x', pad));
+    p.push_str("\"}");
+    p
 }
 
 pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
@@ -153,8 +154,8 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
         "channels": s.channels.len(),
         "size": s.size,
         "rate_target": s.rate,
-        "rate_per_s": if elapsed > 0.0 { (published as f64 / elapsed * 100.0).round() / 100.0 } else { 0.0 },
-        "elapsed_s": (elapsed * 100.0).round() / 100.0,
+        "rate_per_s": if elapsed > 0.0 { round2(published as f64 / elapsed) } else { 0.0 },
+        "elapsed_s": round2(elapsed),
     }))
 }
 

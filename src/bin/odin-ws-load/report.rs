@@ -24,7 +24,8 @@ fn latency(h: &Histogram) -> Value {
     })
 }
 
-fn round2(x: f64) -> f64 {
+/// Two decimals, for the JSON reports of both modes.
+pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 

@@ -1,6 +1,8 @@
 //! The client side of RFC 6455, as little as a load client needs: the upgrade
 //! request, masked frames out, unmasked frames in.
 
+use crate::scan;
+
 /// A fixed key is fine for a load client; the answer is checked against it.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// base64(SHA-1(KEY + GUID)), from RFC 6455 section 1.3.
@@ -36,7 +38,7 @@ pub enum Upgrade {
 
 /// None while the head is incomplete.
 pub fn parse_upgrade(buf: &[u8]) -> Option<Upgrade> {
-    let end = find(buf, b"\r\n\r\n")? + 4;
+    let end = scan::find(buf, b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&buf[..end]).ok();
     let Some(head) = head else {
         return Some(Upgrade::Invalid);
@@ -61,10 +63,6 @@ pub fn parse_upgrade(buf: &[u8]) -> Option<Upgrade> {
         Some(code) => Upgrade::Refused(code),
         None => Upgrade::Invalid,
     })
-}
-
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Appends one masked, final frame to `out`.
