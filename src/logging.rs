@@ -82,6 +82,11 @@ pub fn record(format: LogFormat, msg: &str, fields: serde_json::Map<String, serd
     }
 }
 
+/// `1 connection`, `2 connections`: counts in log lines read as English.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// UTC time as `2026-11-26T21:05:03.123Z`, without a date crate.
 pub fn rfc3339_now() -> String {
     let now = std::time::SystemTime::now()
@@ -120,6 +125,13 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_727_103, 5), "2026-11-26T21:05:03.005Z");
         assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn plural_agrees_with_the_count() {
+        assert_eq!(plural(1, "error", "errors"), "1 error");
+        assert_eq!(plural(0, "error", "errors"), "0 errors");
+        assert_eq!(plural(2, "connection", "connections"), "2 connections");
     }
 
     #[test]

@@ -6,16 +6,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use odin_ws::config::{Config, LogFormat};
-use odin_ws::{logging, server};
+use odin_ws::config::{Config, ConfigError, LogFormat};
+use odin_ws::logging::{self, plural};
+use odin_ws::server;
+use odin_ws::sysinfo::BUILD;
 
-const USAGE: &str = "usage: odin-ws [--env-file PATH] [--check-config | --healthcheck | --version]
+const USAGE: &str = "usage: odin-ws [--env-file PATH] [--check-config | --healthcheck | -V | -h]
 
   (no flag)       serve WebSocket clients on WS_ADDR (default :3002)
   --env-file PATH environment file (default ./.env, optional); the environment wins
   --check-config  validate the configuration, print it, exit 0 (valid) or 1
   --healthcheck   GET /health on WS_ADDR (\":port\" means 127.0.0.1), exit 0 on 200
-  --version       print the version";
+  -V, --version   print the version and build id
+  -h, --help      print this help
+
+Every setting comes from the environment or the env file: .env.example lists them,
+docs/configuration.md explains them.";
 
 enum Mode {
     Serve,
@@ -44,8 +50,8 @@ fn run() -> Result<ExitCode, String> {
             "--env-file" => {
                 env_file = Some(PathBuf::from(args.next().ok_or("--env-file needs a path")?))
             }
-            "--version" => {
-                println!("odin-ws {}", env!("CARGO_PKG_VERSION"));
+            "-V" | "--version" => {
+                println!("odin-ws {} (build {})", env!("CARGO_PKG_VERSION"), BUILD);
                 return Ok(ExitCode::SUCCESS);
             }
             "-h" | "--help" => {
@@ -58,10 +64,13 @@ fn run() -> Result<ExitCode, String> {
     let config = match Config::load(env_file.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            eprintln!("odin-ws: configuration invalid ({} errors)", errors.len());
+            // The server's own log format where one can be read, so a log
+            // collector sees JSON; --check-config and --healthcheck are for people.
+            let format = match mode {
+                Mode::Serve => Config::log_format_hint(env_file.as_deref()),
+                _ => LogFormat::Text,
+            };
+            report_config_errors(&errors, format);
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -73,10 +82,43 @@ fn run() -> Result<ExitCode, String> {
         Mode::Healthcheck => Ok(healthcheck(config.ws_addr)),
         Mode::Serve => {
             logging::init(config.log_level, config.log_format);
+            // Bind before the table: a taken port is the one line the operator
+            // needs, not the last of forty.
+            let listener = match server::listen(&config) {
+                Ok(l) => l,
+                Err(message) => {
+                    log::error!("{message}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             announce(&config);
-            server::run(config, server::Options { env_file })?;
+            if let Err(message) = server::run(config, listener, server::Options { env_file }) {
+                log::error!("{message}");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Every configuration error, each naming the variable and the value, then a count:
+/// plain lines for people, one JSON object per line in json format.
+fn report_config_errors(errors: &[ConfigError], format: LogFormat) {
+    let summary = format!(
+        "configuration invalid ({})",
+        plural(errors.len() as u64, "error", "errors")
+    );
+    if format == LogFormat::Json {
+        logging::init(log::LevelFilter::Error, format);
+        for e in errors {
+            log::error!("{e}");
+        }
+        log::error!("{summary}");
+    } else {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        eprintln!("odin-ws: {summary}");
     }
 }
 

@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 use crate::config::Config;
+use crate::logging::plural;
 use crate::reactor::{Acceptor, WAKE_TOKEN, Worker, bind};
 use crate::shared::{Shared, WorkerHandle};
 use crate::{intake, logging, monitor, sysinfo};
@@ -21,10 +23,13 @@ pub struct Options {
     pub env_file: Option<PathBuf>,
 }
 
-pub fn run(config: Config, options: Options) -> Result<(), String> {
+/// Binds WS_ADDR; the error names the address and the reason (e.g. in use).
+pub fn listen(config: &Config) -> Result<TcpListener, String> {
+    bind(config.ws_addr).map_err(|e| format!("cannot listen on {}: {e}", config.ws_addr))
+}
+
+pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<(), String> {
     let signals = block_signals();
-    let listener =
-        bind(config.ws_addr).map_err(|e| format!("cannot listen on {}: {e}", config.ws_addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     let mut polls = Vec::new();
@@ -55,14 +60,24 @@ pub fn run(config: Config, options: Options) -> Result<(), String> {
 
     let cfg = shared.config();
     log::info!(
-        "odin-ws {} listening on {local} (path {}, {} workers, nats {})",
+        "odin-ws {} listening on {local} (path {}, {}, nats {}); {}",
         env!("CARGO_PKG_VERSION"),
         cfg.ws_path,
-        cfg.worker_pool_size,
-        shared.nats_state().as_str()
+        plural(cfg.worker_pool_size as u64, "worker", "workers"),
+        shared.nats_state().as_str(),
+        publish_state(&cfg)
     );
     signal_loop(&shared, &signals, &options);
     Ok(())
+}
+
+/// Whether POST /publish is on, where it sends, and how to turn it on.
+fn publish_state(cfg: &Config) -> &'static str {
+    match (&cfg.publish_token, cfg.nats_urls.is_empty()) {
+        (None, _) => "POST /publish off (set WS_PUBLISH_TOKEN to turn it on)",
+        (Some(_), true) => "POST /publish on (Bearer WS_PUBLISH_TOKEN), into this instance",
+        (Some(_), false) => "POST /publish on (Bearer WS_PUBLISH_TOKEN), through NATS",
+    }
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
@@ -121,8 +136,12 @@ fn signal_loop(shared: &Shared, signals: &libc::sigset_t, options: &Options) {
                 }
                 let grace = shared.config().shutdown_grace;
                 log::info!(
-                    "{name}: draining {} connections over {grace:?}",
-                    shared.metrics.connections.load(Relaxed)
+                    "{name}: draining {} over {grace:?}; a second SIGINT/SIGTERM (Ctrl-C) exits at once",
+                    plural(
+                        shared.metrics.connections.load(Relaxed),
+                        "connection",
+                        "connections"
+                    )
                 );
                 shared.start_drain();
                 drain_deadline = Some(Instant::now() + grace + DRAIN_SLACK);
@@ -132,7 +151,10 @@ fn signal_loop(shared: &Shared, signals: &libc::sigset_t, options: &Options) {
         if let Some(deadline) = drain_deadline {
             let left = shared.live_ws.load(Relaxed);
             if left == 0 || Instant::now() >= deadline {
-                log::info!("drain finished ({left} connections left), exiting");
+                log::info!(
+                    "drain finished ({} left), exiting",
+                    plural(left as u64, "connection", "connections")
+                );
                 return;
             }
         }
@@ -166,8 +188,8 @@ fn reload(shared: &Shared, options: &Options) {
                 log::error!("SIGHUP: {e}");
             }
             log::error!(
-                "SIGHUP: configuration rejected ({} errors); keeping the running one",
-                errors.len()
+                "SIGHUP: configuration rejected ({}); keeping the running one",
+                plural(errors.len() as u64, "error", "errors")
             );
             return;
         }

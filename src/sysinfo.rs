@@ -1,4 +1,4 @@
-//! What the machine grants this process (CPU and memory limits, from cgroups v2 or
+//! The build id, and what the machine grants this process (CPU and memory limits, from cgroups v2 or
 //! v1, CPU affinity, physical memory), the host name, and the process's own CPU time
 //! and resident memory for the monitor thread. Linux first; elsewhere the std
 //! fallbacks answer.
@@ -7,6 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The build id /health and `--version` report: ODIN_WS_BUILD when the build set it
+/// (scripts/build-static: `<version>+g<commit>`), else `dev`.
+pub const BUILD: &str = match option_env!("ODIN_WS_BUILD") {
+    Some(b) => b,
+    None => "dev",
+};
 
 /// Where cgroup v2 (unified) is mounted, and the v1 controllers' mount points.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";

@@ -248,6 +248,30 @@ impl Config {
     }
 }
 
+impl Config {
+    /// LOG_FORMAT as far as it can be read (environment, then the env file) when the
+    /// configuration as a whole is invalid, so that even its errors reach a log
+    /// collector in the format it expects; text when it cannot be read.
+    pub fn log_format_hint(env_file: Option<&Path>) -> LogFormat {
+        let from_file = || {
+            let path = env_file.unwrap_or(Path::new(DEFAULT_ENV_FILE));
+            let file = envfile::read(path, false, &HashMap::new()).ok()?;
+            let (_, value) = file
+                .pairs
+                .into_iter()
+                .rev()
+                .find(|(k, _)| k == LOG_FORMAT)?;
+            Some(value)
+        };
+        let value = std::env::var(LOG_FORMAT).ok().or_else(from_file);
+        let wanted = value.as_deref().unwrap_or_default().trim();
+        LogFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(wanted))
+            .unwrap_or(LogFormat::Text)
+    }
+}
+
 /// `load` with the environment as a map; `required`: a missing file is an error.
 fn load_from(
     path: &Path,
