@@ -1,6 +1,7 @@
 //! odin-ws-load against the real odin-ws binary (and against nats-server's own
 //! WebSocket listener in NATS mode): the counts it reports must match what its
-//! publisher sent, and failures must be counted with their reason.
+//! publisher sent, and failures must be counted with their reason. Its subscribe
+//! mode and scripts/load-test are tested in the modules below.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -13,6 +14,11 @@ use serde_json::Value;
 #[path = "common/mod.rs"]
 mod common;
 use common::{free_port, wait_exit};
+
+#[path = "load_tool/script.rs"]
+mod script;
+#[path = "load_tool/subscribe.rs"]
+mod subscribe;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_odin-ws");
 const LOAD: &str = env!("CARGO_BIN_EXE_odin-ws-load");
