@@ -1,11 +1,10 @@
 //! scripts/load-test as a user runs it: `--help` answers at once, and a short run
 //! against the real server ends with a verdict line and the exit status to match.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 
-use super::common::{scratch, wait_exit};
-use super::{LOAD, Proc, TOKEN, start_server, stderr_lines};
+use super::common::scratch;
+use super::{LOAD, Proc, TOKEN, exit_and_stdout, start_server, stderr_lines};
 
 fn script() -> Command {
     let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/load-test"));
@@ -18,11 +17,14 @@ fn script() -> Command {
 #[test]
 fn help_answers_at_once_and_unknown_flags_are_refused() {
     let mut child = script().arg("--help").spawn().unwrap();
-    let code = wait_exit(&mut child, || "scripts/load-test --help".into());
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (code, out) = exit_and_stdout(&mut child, || "scripts/load-test --help".into());
     assert_eq!(code, Some(0), "{out}");
-    for needle in ["usage: scripts/load-test", "TARGET_CONNECTIONS", "7000", "examples:"] {
+    for needle in [
+        "usage: scripts/load-test",
+        "TARGET_CONNECTIONS",
+        "7000",
+        "examples:",
+    ] {
         assert!(out.contains(needle), "{needle:?} in {out}");
     }
 
@@ -49,9 +51,9 @@ fn short_run(name: &str, token: &str) -> (Option<i32>, Vec<String>, String) {
     let mut child = cmd.spawn().unwrap();
     let stderr = stderr_lines(&mut child);
     let mut run = Proc(child);
-    let code = wait_exit(&mut run.0, || stderr.try_iter().collect::<Vec<_>>().join("\n"));
-    let mut out = String::new();
-    run.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (code, out) = exit_and_stdout(&mut run.0, || {
+        stderr.try_iter().collect::<Vec<_>>().join("\n")
+    });
     // The pipe closes once the script and its tools are gone.
     (code, stderr.iter().collect(), out)
 }
@@ -62,10 +64,16 @@ fn a_refused_publisher_fails_with_the_reason() {
     let text = log.join("\n");
     let verdict = log.last().expect("a verdict line");
     assert!(verdict.starts_with("FAIL: "), "{text}");
-    assert!(verdict.contains("publish errors") && verdict.contains("http 401"), "{text}");
+    assert!(
+        verdict.contains("publish errors") && verdict.contains("http 401"),
+        "{text}"
+    );
     assert_eq!(code, Some(1), "{text}");
     // Shown as it happened, not only in publish.json.
-    assert!(text.contains("odin-ws-load publish: error: http 401"), "{text}");
+    assert!(
+        text.contains("odin-ws-load publish: error: http 401"),
+        "{text}"
+    );
     assert!(text.contains("publish-to-receive ms: n/a"), "{text}");
 }
 
@@ -75,7 +83,10 @@ fn a_healthy_run_passes() {
     let text = log.join("\n");
     assert_eq!(log.last().map(String::as_str), Some("PASS"), "{text}");
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("progress ") && text.contains("open 20/20"), "{text}");
+    assert!(
+        text.contains("progress ") && text.contains("open 20/20"),
+        "{text}"
+    );
     let report: serde_json::Value = serde_json::from_str(out.trim()).expect("the JSON report");
     assert_eq!(report["succeeded"], 20, "{report}");
     assert!(report["messages_received"].as_u64() > Some(0), "{report}");

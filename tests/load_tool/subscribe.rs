@@ -2,13 +2,12 @@
 //! POST /publish arrive on stdout one JSON line each; failures exit non-zero
 //! with one line that says what went wrong.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::common::{free_port, http, wait_exit};
-use super::{LOAD, Proc, TOKEN, start_server, stderr_lines, wait_line};
+use super::common::{free_port, http, signal, wait_exit};
+use super::{LOAD, Proc, TOKEN, exit_and_stdout, start_server, stderr_lines, wait_line};
 
 fn publish(port: u16, channel: &str, data: &str) {
     let body = format!(r#"{{"channel":"{channel}","data":{data}}}"#);
@@ -37,16 +36,18 @@ fn prints_each_message_as_one_json_line() {
         .unwrap();
     let stderr = stderr_lines(&mut child);
     let mut sub = Proc(child);
-    wait_line(&stderr, "error from the server: invalid_channel", "subscriber");
+    wait_line(
+        &stderr,
+        "error from the server: invalid_channel",
+        "subscriber",
+    );
     wait_line(&stderr, "subscribed: demo.a, other.*", "subscriber");
 
     publish(port, "demo.a", r#"{"k":1}"#);
     publish(port, "demo.b", r#"{"k":2}"#); // not subscribed: not printed
     publish(port, "other.x", r#""two""#);
     publish(port, "demo.a", "3");
-    let code = wait_exit(&mut sub.0, || "subscribe --count 3".into());
-    let mut out = String::new();
-    sub.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let (code, out) = exit_and_stdout(&mut sub.0, || "subscribe --count 3".into());
     assert_eq!(code, Some(0), "{out}");
     let lines: Vec<Value> = out
         .lines()
@@ -67,6 +68,19 @@ fn prints_each_message_as_one_json_line() {
             ("demo.a", "3".to_string()),
         ]
     );
+}
+
+#[test]
+fn ctrl_c_ends_it_with_exit_0() {
+    let (_server, port) = start_server();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut child = subscriber(&[&url, "demo.*"]).spawn().unwrap();
+    let stderr = stderr_lines(&mut child);
+    let mut sub = Proc(child);
+    wait_line(&stderr, "subscribed: demo.*", "subscriber");
+    signal(&sub.0, libc::SIGINT);
+    let code = wait_exit(&mut sub.0, || "subscribe after SIGINT".into());
+    assert_eq!(code, Some(0));
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) {
@@ -91,13 +105,22 @@ fn a_refused_connection_or_upgrade_exits_non_zero_with_the_reason() {
 
 #[test]
 fn help_shows_the_usage() {
-    let out = Command::new(LOAD).args(["subscribe", "--help"]).output().unwrap();
+    let out = Command::new(LOAD)
+        .args(["subscribe", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("usage: odin-ws-load subscribe"), "{text}");
     let out = Command::new(LOAD).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for mode in ["publish", "subscribe", "verdict", "PROGRESS_INTERVAL", "TARGET_CONNECTIONS"] {
+    for mode in [
+        "publish",
+        "subscribe",
+        "verdict",
+        "PROGRESS_INTERVAL",
+        "TARGET_CONNECTIONS",
+    ] {
         assert!(text.contains(mode), "{mode} in {text}");
     }
 }

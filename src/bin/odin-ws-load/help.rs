@@ -9,33 +9,105 @@ type Row = (&'static str, String, &'static str);
 fn load_rows() -> Vec<Row> {
     vec![
         (WS_URL, DEFAULT_WS_URL.into(), "server to load"),
-        (PROTOCOL, "odin".into(), "odin (odin-ws's JSON protocol) or nats (NATS protocol in WebSocket frames, for nats-server's own listener)"),
-        (TARGET_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS.to_string(), "clients to open"),
-        (RAMP_RATE, DEFAULT_RAMP_RATE.to_string(), "connections started per second"),
-        (CONNECTION_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT_MS.to_string(), "ms for TCP connect + upgrade (a duration like 5s works too)"),
-        (DURATION, "1m".into(), "how long to hold the clients after the ramp"),
-        (CHANNELS, DEFAULT_CHANNELS.into(), "comma-separated channel templates: {i} is the client's index, {i%N} spreads clients over N channels"),
-        (CHANNELS_PER_CLIENT, "1".into(), "with {i%N}: consecutive channels each client takes"),
-        (WILDCARDS, "(none)".into(), "comma-separated patterns every client also subscribes to"),
-        (SOURCE_ADDRS, "auto".into(), "source addresses 127.0.0.1..N (N) or 127.0.0.A..B (A-B); auto: one per 20,000 clients"),
-        (STOP_READING_PERCENT, "0".into(), "share of clients that stop reading after the ramp (counted apart)"),
-        (STOP_AFTER_MESSAGES, "0".into(), "stop once this many messages arrived (0: never)"),
-        (HEALTH_URL, "http://<WS_URL host>/health".into(), "/health to sample (odin; nats: off); off to skip"),
+        (
+            PROTOCOL,
+            "odin".into(),
+            "odin (odin-ws's JSON protocol) or nats (NATS protocol in WebSocket frames, for nats-server's own listener)",
+        ),
+        (
+            TARGET_CONNECTIONS,
+            DEFAULT_TARGET_CONNECTIONS.to_string(),
+            "clients to open",
+        ),
+        (
+            RAMP_RATE,
+            DEFAULT_RAMP_RATE.to_string(),
+            "connections started per second",
+        ),
+        (
+            CONNECTION_TIMEOUT,
+            DEFAULT_CONNECTION_TIMEOUT_MS.to_string(),
+            "ms for TCP connect + upgrade (a duration like 5s works too)",
+        ),
+        (
+            DURATION,
+            "1m".into(),
+            "how long to hold the clients after the ramp",
+        ),
+        (
+            CHANNELS,
+            DEFAULT_CHANNELS.into(),
+            "comma-separated channel templates: {i} is the client's index, {i%N} spreads clients over N channels",
+        ),
+        (
+            CHANNELS_PER_CLIENT,
+            "1".into(),
+            "with {i%N}: consecutive channels each client takes",
+        ),
+        (
+            WILDCARDS,
+            "(none)".into(),
+            "comma-separated patterns every client also subscribes to",
+        ),
+        (
+            SOURCE_ADDRS,
+            "auto".into(),
+            "source addresses 127.0.0.1..N (N) or 127.0.0.A..B (A-B); auto: one per 20,000 clients",
+        ),
+        (
+            STOP_READING_PERCENT,
+            "0".into(),
+            "share of clients that stop reading after the ramp (counted apart)",
+        ),
+        (
+            STOP_AFTER_MESSAGES,
+            "0".into(),
+            "stop once this many messages arrived (0: never)",
+        ),
+        (
+            HEALTH_URL,
+            "http://<WS_URL host>/health".into(),
+            "/health to sample (odin; nats: off); off to skip",
+        ),
         (HEALTH_INTERVAL, "5s".into(), "how often /health is sampled"),
-        (PROGRESS_INTERVAL, "10s".into(), "a progress line on stderr this often; off for none"),
+        (
+            PROGRESS_INTERVAL,
+            "10s".into(),
+            "a progress line on stderr this often; off for none",
+        ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
     ]
 }
 
 fn publish_rows() -> Vec<Row> {
     vec![
-        (PUBLISH_URL, DEFAULT_PUBLISH_URL.into(), "nats://host:port, or http://host:port for odin-ws's POST /publish"),
-        (PUBLISH_TOKEN, "(empty)".into(), "bearer token for http:// (the server's WS_PUBLISH_TOKEN)"),
-        (RATE, DEFAULT_RATE.to_string(), "messages per second over all channels"),
+        (
+            PUBLISH_URL,
+            DEFAULT_PUBLISH_URL.into(),
+            "nats://host:port, or http://host:port for odin-ws's POST /publish",
+        ),
+        (
+            PUBLISH_TOKEN,
+            "(empty)".into(),
+            "bearer token for http:// (the server's WS_PUBLISH_TOKEN)",
+        ),
+        (
+            RATE,
+            DEFAULT_RATE.to_string(),
+            "messages per second over all channels",
+        ),
         (SIZE, DEFAULT_SIZE.to_string(), "payload bytes"),
-        (CHANNELS, DEFAULT_CHANNELS.into(), "templates as above; {i%N} publishes round-robin on all N"),
+        (
+            CHANNELS,
+            DEFAULT_CHANNELS.into(),
+            "templates as above; {i%N} publishes round-robin on all N",
+        ),
         (DURATION, "1m".into(), "how long to publish"),
-        (COUNT, "0".into(), "stop after this many messages (0: no limit)"),
+        (
+            COUNT,
+            "0".into(),
+            "stop after this many messages (0: no limit)",
+        ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
     ]
 }

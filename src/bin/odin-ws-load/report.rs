@@ -170,11 +170,7 @@ impl Progress {
         if st.dropped > 0 {
             let _ = write!(line, " ({})", reasons(&st.drop_reasons));
         }
-        let _ = write!(
-            line,
-            ", {rate:.0} msg/s, p99 {}",
-            p99_text(&st.latency_us)
-        );
+        let _ = write!(line, ", {rate:.0} msg/s, p99 {}", p99_text(&st.latency_us));
         if st.latency_us.count() > 0 {
             line.push_str(" ms");
         }
@@ -229,7 +225,10 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
     );
     let l = &v["latency_ms"];
     if st.latency_us.count() == 0 {
-        let _ = writeln!(out, "publish-to-receive ms: n/a (no timestamped message received)");
+        let _ = writeln!(
+            out,
+            "publish-to-receive ms: n/a (no timestamped message received)"
+        );
     } else {
         let _ = writeln!(
             out,
@@ -278,4 +277,40 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         v["ramp_s"], v["hold_s"], o.stopped_by, o.tool_cpu_s
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn progress_names_failures_and_says_na_before_any_latency() {
+        let start = Instant::now();
+        let mut progress = Progress::new(start);
+        let mut st = Stats {
+            attempted: 30,
+            succeeded: 20,
+            ..Stats::default()
+        };
+        st.fail(Duration::ZERO, "connection refused".into());
+        st.drop_conn(Duration::ZERO, "closed by server (1013)".into());
+        let line = progress.line(&st, 100, start + Duration::from_secs(10));
+        assert_eq!(
+            line,
+            "progress 10s: open 19/100, attempted 30, failed 1 (connection refused: 1), dropped 1 (closed by server (1013): 1), 0 msg/s, p99 n/a"
+        );
+        st.messages = 50;
+        st.latency_us.record(1500);
+        let line = progress.line(&st, 100, start + Duration::from_secs(20));
+        assert!(line.ends_with(", 5 msg/s, p99 1.5 ms"), "{line}");
+    }
+
+    #[test]
+    fn a_health_error_is_shown_not_nulls() {
+        let row = health_row(&serde_json::json!({"error": "Connection refused (os error 111)"}));
+        assert_eq!(row, "error: Connection refused (os error 111)");
+        let row = health_row(&serde_json::json!({"connections": 3, "status": "ok"}));
+        assert!(row.starts_with("connections 3 "), "{row}");
+    }
 }

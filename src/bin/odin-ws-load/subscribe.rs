@@ -42,7 +42,9 @@ impl Args {
             match flag {
                 "--count" => {
                     let v = value().ok_or("--count needs a number")?;
-                    count = v.parse().map_err(|_| format!("--count {v:?}: expected a number"))?;
+                    count = v
+                        .parse()
+                        .map_err(|_| format!("--count {v:?}: expected a number"))?;
                 }
                 "--timeout" => {
                     let v = value().ok_or("--timeout needs a duration")?;
@@ -92,13 +94,17 @@ fn connect(args: &Args) -> Result<Socket, String> {
             let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
             let body: String = body.chars().take(200).collect();
             let status = response.status();
-            format!("{}: the server refused the upgrade: HTTP {status} {body}", args.url)
-                .trim_end()
-                .to_string()
+            format!(
+                "{}: the server refused the upgrade: HTTP {status} {body}",
+                args.url
+            )
+            .trim_end()
+            .to_string()
         }
         HandshakeError::Failure(e) => format!("{}: upgrade failed: {e}", args.url),
     })?;
     set(ws.get_ref(), STOP_CHECK)?;
+    eprintln!("connected to {}", args.url);
     Ok(ws)
 }
 
@@ -118,13 +124,17 @@ fn describe(frame: &Value, raw: &str) -> String {
     let text = |key: &str| frame[key].as_str().unwrap_or("?").to_string();
     match frame["type"].as_str() {
         Some("welcome") => format!(
-            "connected (server {}, session {})",
+            "welcome: server {}, session {}",
             text("server"),
             text("session")
         ),
         Some("subscribed") => format!("subscribed: {}", list("channels")),
         Some("unsubscribed") => format!("unsubscribed: {} {}", list("channels"), text("reason")),
-        Some("error") => format!("error from the server: {}: {}", text("code"), text("message")),
+        Some("error") => format!(
+            "error from the server: {}: {}",
+            text("code"),
+            text("message")
+        ),
         Some("gap") => format!(
             "gap on {}: {} ({} missed)",
             list("channels"),
@@ -140,7 +150,10 @@ fn on_close(frame: Option<CloseFrame>) -> Result<(), String> {
     let Some(frame) = frame else {
         return Err("the server closed the connection without a close code".into());
     };
-    let text = format!("the server closed the connection: {} {}", frame.code, frame.reason);
+    let text = format!(
+        "the server closed the connection: {} {}",
+        frame.code, frame.reason
+    );
     match frame.code {
         CloseCode::Normal | CloseCode::Away => {
             eprintln!("{}", text.trim_end());
@@ -175,8 +188,14 @@ pub fn run(args: &Args, stop: &AtomicBool) -> Result<(), String> {
                 continue;
             }
             Ok(_) => continue,
+            // The periodic wake-up, or Ctrl-C (a socket with a timeout is not restarted).
             Err(tungstenite::Error::Io(e))
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
             {
                 continue;
             }
@@ -214,7 +233,11 @@ mod tests {
         assert_eq!((a.count, a.timeout), (2, Duration::from_secs(3)));
         assert!(args(&["ws://h:1/ws"]).unwrap_err().contains("channel"));
         assert!(args(&[]).is_err());
-        assert!(args(&["--bogus", "ws://h:1/ws", "a"]).unwrap_err().contains("--bogus"));
+        assert!(
+            args(&["--bogus", "ws://h:1/ws", "a"])
+                .unwrap_err()
+                .contains("--bogus")
+        );
     }
 
     #[test]
@@ -222,6 +245,9 @@ mod tests {
         let ack: Value = serde_json::json!({"type":"subscribed","channels":["a","b.*"]});
         assert_eq!(describe(&ack, ""), "subscribed: a, b.*");
         let err = serde_json::json!({"type":"error","code":"invalid_channel","message":"bad"});
-        assert_eq!(describe(&err, ""), "error from the server: invalid_channel: bad");
+        assert_eq!(
+            describe(&err, ""),
+            "error from the server: invalid_channel: bad"
+        );
     }
 }

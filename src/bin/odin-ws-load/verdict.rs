@@ -60,7 +60,10 @@ fn load_reasons(load: &Value, out: &mut Vec<String>) {
         let clients = plural(unacked, "client");
         out.push(format!("{clients} never got the subscribed ack"));
     }
-    if load["server_errors"].as_object().is_some_and(|m| !m.is_empty()) {
+    if load["server_errors"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
         out.push(format!(
             "error frames from the server ({})",
             by_reason(&load["server_errors"])
@@ -139,7 +142,12 @@ mod tests {
     }
 
     fn publisher(published: u64, failures: Value) -> Value {
-        let failed: u64 = failures.as_object().unwrap().values().filter_map(Value::as_u64).sum();
+        let failed: u64 = failures
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_u64)
+            .sum();
         json!({"published": published, "failed": failed, "failures": failures})
     }
 
@@ -155,7 +163,10 @@ mod tests {
         let mut load = healthy();
         load["messages_received"] = json!(0);
         let r = reasons(&Ok(load), &[Ok(publisher(0, json!({"http 401": 7})))]);
-        assert_eq!(line(&r), "FAIL: publish errors: 7 of 7 messages failed (http 401: 7)");
+        assert_eq!(
+            line(&r),
+            "FAIL: publish errors: 7 of 7 messages failed (http 401: 7)"
+        );
     }
 
     #[test]
@@ -168,9 +179,15 @@ mod tests {
         load["gaps"] = json!(2);
         load["missing"] = json!(9);
         load["messages_received"] = json!(0);
-        let r = reasons(&Ok(load), &[Ok(publisher(4, json!({}))), Err("pub.json is empty".into())]);
+        let r = reasons(
+            &Ok(load),
+            &[Ok(publisher(4, json!({}))), Err("pub.json is empty".into())],
+        );
         let l = line(&r);
-        assert!(l.starts_with("FAIL: 3 of 10 connections failed (connection refused: 2, timeout: 1); "), "{l}");
+        assert!(
+            l.starts_with("FAIL: 3 of 10 connections failed (connection refused: 2, timeout: 1); "),
+            "{l}"
+        );
         for part in [
             "1 connection dropped (closed by server (1013): 1)",
             "2 gaps (9 messages missing)",
@@ -184,6 +201,9 @@ mod tests {
     #[test]
     fn a_missing_load_report_fails() {
         let r = reasons(&Err("load.json is empty".into()), &[]);
-        assert_eq!(line(&r), "FAIL: no report from the load run (load.json is empty)");
+        assert_eq!(
+            line(&r),
+            "FAIL: no report from the load run (load.json is empty)"
+        );
     }
 }
