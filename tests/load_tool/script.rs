@@ -34,9 +34,9 @@ fn help_answers_at_once_and_unknown_flags_are_refused() {
     assert!(err.contains("--bogus") && err.contains("usage:"), "{err}");
 }
 
-/// A short load test with a publisher over HTTP using `token`:
+/// A short load test with a publisher over HTTP using `token` (none: unset):
 /// (exit code, stderr lines, stdout).
-fn short_run(name: &str, token: &str) -> (Option<i32>, Vec<String>, String) {
+fn short_run(name: &str, token: Option<&str>) -> (Option<i32>, Vec<String>, String) {
     let (_server, port) = start_server();
     let mut cmd = script();
     cmd.env("WS_URL", format!("ws://127.0.0.1:{port}/ws"))
@@ -45,9 +45,12 @@ fn short_run(name: &str, token: &str) -> (Option<i32>, Vec<String>, String) {
         .env("DURATION", "3s")
         .env("PROGRESS_INTERVAL", "1s")
         .env("PUBLISH_URL", format!("http://127.0.0.1:{port}"))
-        .env("PUBLISH_TOKEN", token)
         .env("RATE", "20")
         .env("RESULTS_DIR", scratch(name));
+    match token {
+        Some(token) => cmd.env("PUBLISH_TOKEN", token),
+        None => cmd.env_remove("PUBLISH_TOKEN"),
+    };
     let mut child = cmd.spawn().unwrap();
     let stderr = stderr_lines(&mut child);
     let mut run = Proc(child);
@@ -60,7 +63,7 @@ fn short_run(name: &str, token: &str) -> (Option<i32>, Vec<String>, String) {
 
 #[test]
 fn a_refused_publisher_fails_with_the_reason() {
-    let (code, log, _) = short_run("load-test-refused", "wrong-token");
+    let (code, log, _) = short_run("load-test-refused", Some("wrong-token"));
     let text = log.join("\n");
     let verdict = log.last().expect("a verdict line");
     assert!(verdict.starts_with("FAIL: "), "{text}");
@@ -79,7 +82,7 @@ fn a_refused_publisher_fails_with_the_reason() {
 
 #[test]
 fn a_healthy_run_passes() {
-    let (code, log, out) = short_run("load-test-healthy", TOKEN);
+    let (code, log, out) = short_run("load-test-healthy", Some(TOKEN));
     let text = log.join("\n");
     assert_eq!(log.last().map(String::as_str), Some("PASS"), "{text}");
     assert_eq!(code, Some(0), "{text}");
@@ -90,4 +93,23 @@ fn a_healthy_run_passes() {
     let report: serde_json::Value = serde_json::from_str(out.trim()).expect("the JSON report");
     assert_eq!(report["succeeded"], 20, "{report}");
     assert!(report["messages_received"].as_u64() > Some(0), "{report}");
+}
+
+#[test]
+fn a_publisher_that_cannot_start_ends_the_run_at_once() {
+    // The run would end after DURATION (3 s) anyway: the script's stop line is
+    // what shows it did not wait for it.
+    let (code, log, _) = short_run("load-test-no-token", None);
+    let text = log.join("\n");
+    assert!(text.contains("PUBLISH_TOKEN is needed"), "{text}");
+    assert!(
+        text.contains("the publisher failed (above); stopping"),
+        "{text}"
+    );
+    let verdict = log.last().expect("a verdict line");
+    assert!(
+        verdict.starts_with("FAIL: ") && verdict.contains("no report from the publisher"),
+        "{text}"
+    );
+    assert_eq!(code, Some(1), "{text}");
 }
