@@ -1,6 +1,7 @@
 //! odin-ws-load against the real odin-ws binary (and against nats-server's own
 //! WebSocket listener in NATS mode): the counts it reports must match what its
-//! publisher sent, and failures must be counted with their reason.
+//! publisher sent, and failures must be counted with their reason. Its subscribe
+//! mode and scripts/load-test are tested in the modules below.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -13,6 +14,11 @@ use serde_json::Value;
 #[path = "common/mod.rs"]
 mod common;
 use common::{free_port, wait_exit};
+
+#[path = "load_tool/script.rs"]
+mod script;
+#[path = "load_tool/subscribe.rs"]
+mod subscribe;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_odin-ws");
 const LOAD: &str = env!("CARGO_BIN_EXE_odin-ws-load");
@@ -97,12 +103,19 @@ fn start_subscribed(cmd: &mut Command, clients: u64) -> (Proc, mpsc::Receiver<St
     (load, stderr)
 }
 
+/// Waits for the child to exit; returns its exit code and all it wrote on stdout.
+fn exit_and_stdout(child: &mut Child, log: impl Fn() -> String) -> (Option<i32>, String) {
+    let code = wait_exit(child, log);
+    let mut out = String::new();
+    let stdout = child.stdout.as_mut().expect("stdout piped");
+    stdout.read_to_string(&mut out).unwrap();
+    (code, out)
+}
+
 /// Waits for the process to exit and parses the last stdout line as JSON.
 fn finish(mut p: Proc, stderr: mpsc::Receiver<String>) -> Value {
-    let code = wait_exit(&mut p.0, || "odin-ws-load".into());
+    let (code, out) = exit_and_stdout(&mut p.0, || "odin-ws-load".into());
     let log: Vec<String> = stderr.try_iter().collect();
-    let mut out = String::new();
-    p.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(
         code == Some(0),
         "odin-ws-load failed: exit code {code:?}\n{}",

@@ -67,10 +67,13 @@ struct Run<'s> {
     slow_stopped: bool,
 }
 
+/// Runs the load; calls `on_ready` once at the end of the ramp and `on_progress`
+/// every PROGRESS_INTERVAL.
 pub fn run(
     s: &LoadSettings,
     stop: &AtomicBool,
     on_ready: impl FnOnce(&Stats),
+    mut on_progress: impl FnMut(&Stats, Instant),
 ) -> io::Result<Outcome> {
     let mut run = Run {
         s,
@@ -88,12 +91,19 @@ pub fn run(
     let mut events = Events::with_capacity(EVENTS);
     let mut on_ready = Some(on_ready);
     let mut ready_at: Option<Instant> = None;
+    let mut next_progress = s.progress_interval.map(|p| run.start + p);
     let stopped_by;
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) {
             stopped_by = "signal";
             break;
+        }
+        if let (Some(due), Some(every)) = (next_progress, s.progress_interval)
+            && now >= due
+        {
+            on_progress(&run.stats, now);
+            next_progress = Some(due + every);
         }
         run.start_due(now);
         run.expire(now);

@@ -1,6 +1,7 @@
 //! odin-ws-load: opens many WebSocket clients against odin-ws (or a peer server),
-//! holds them, and reports connects, deliveries and latency; `odin-ws-load publish`
-//! is the matching publisher. Settings: README "Load testing and benchmarks".
+//! holds them, and reports connects, deliveries and latency; `publish` is the
+//! matching publisher, `subscribe` one client that prints what it receives, and
+//! `verdict` judges a run. Settings: `odin-ws-load --help`.
 //!
 //! One reactor thread drives every client (plus one thread sampling /health), so
 //! the server under test keeps the machine's other CPU.
@@ -8,12 +9,15 @@
 mod client;
 mod driver;
 mod health;
+mod help;
 mod net;
 mod publish;
 mod report;
 mod scan;
 mod settings;
 mod stats;
+mod subscribe;
+mod verdict;
 mod wsframe;
 
 use std::process::ExitCode;
@@ -21,10 +25,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use settings::{LoadSettings, PublishSettings, Source};
-
-const USAGE: &str = "usage: odin-ws-load [--name value ...]          run clients (settings: README)
-       odin-ws-load publish [--name value ...]  publish timestamped messages
-Every setting also reads from the environment variable of the same name in upper case.";
 
 /// Set by SIGINT/SIGTERM: stop early and still report.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -51,31 +51,65 @@ fn main() -> ExitCode {
     }
 }
 
+fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn run() -> Result<ExitCode, String> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let publish_mode = args.first().is_some_and(|a| a == "publish");
-    if publish_mode {
+    let mode = match args.first().map(String::as_str) {
+        Some(m @ ("publish" | "subscribe" | "verdict")) => m.to_string(),
+        _ => String::new(),
+    };
+    if !mode.is_empty() {
         args.remove(0);
     }
-    let source = Source::from_process(&args)?;
-    install_signal_handlers();
-    if publish_mode {
-        let settings = PublishSettings::read(&source)?;
-        let result = publish::run(&settings, &STOP)?;
-        println!("{result}");
-        let ok =
-            result["failed"] == 0 && result["failures"].as_object().is_some_and(|f| f.is_empty());
-        return Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        match mode.as_str() {
+            "subscribe" => println!("{}", help::SUBSCRIBE_USAGE),
+            _ => print!("{}", help::text()),
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    let settings = LoadSettings::read(&source)?;
+    match mode.as_str() {
+        "subscribe" => {
+            let parsed = subscribe::Args::parse(&args)
+                .map_err(|e| format!("{e}\n{}", help::SUBSCRIBE_USAGE))?;
+            install_signal_handlers();
+            subscribe::run(&parsed, &STOP)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "verdict" => verdict(&args),
+        "publish" => {
+            let settings = PublishSettings::read(&Source::from_process(&args)?)?;
+            install_signal_handlers();
+            let result = publish::run(&settings, &STOP)?;
+            println!("{result}");
+            let ok = result["failed"] == 0
+                && result["failures"].as_object().is_some_and(|f| f.is_empty());
+            Ok(exit_code(ok))
+        }
+        _ => load_run(&args),
+    }
+}
+
+fn verdict(args: &[String]) -> Result<ExitCode, String> {
+    let Some((load, publishers)) = args.split_first() else {
+        return Err("usage: odin-ws-load verdict LOAD.json [PUBLISH.json...]".into());
+    };
+    let publishers: Vec<_> = publishers.iter().map(|p| verdict::read_report(p)).collect();
+    let reasons = verdict::reasons(&verdict::read_report(load), &publishers);
+    println!("{}", verdict::line(&reasons));
+    Ok(exit_code(reasons.is_empty()))
+}
+
+fn load_run(args: &[String]) -> Result<ExitCode, String> {
+    let settings = LoadSettings::read(&Source::from_process(args)?)?;
+    install_signal_handlers();
     let nofile = net::raise_nofile_limit();
     if u64::from(settings.target) + 64 > nofile {
         eprintln!(
@@ -88,7 +122,8 @@ fn run() -> Result<ExitCode, String> {
         .health
         .clone()
         .map(|(addr, path)| health::Sampler::start(addr, path, settings.health_interval, start));
-    let outcome = driver::run(&settings, &STOP, |stats| {
+    let mut progress = report::Progress::new(start);
+    let on_ready = |stats: &stats::Stats| {
         // Scripts wait for this line before they start publishing.
         eprintln!(
             "ready: attempted {} succeeded {} failed {} subscribed {} after {:.1}s",
@@ -98,8 +133,12 @@ fn run() -> Result<ExitCode, String> {
             stats.subscribed,
             start.elapsed().as_secs_f64()
         );
-    })
-    .map_err(|e| format!("reactor: {e}"))?;
+    };
+    let on_progress = |stats: &stats::Stats, now: Instant| {
+        eprintln!("{}", progress.line(stats, settings.target, now));
+    };
+    let outcome = driver::run(&settings, &STOP, on_ready, on_progress)
+        .map_err(|e| format!("reactor: {e}"))?;
     let samples = sampler.map(health::Sampler::finish).unwrap_or_default();
     eprint!("{}", report::human(&settings, &outcome, &samples));
     println!("{}", report::json_line(&settings, &outcome, &samples));

@@ -94,6 +94,8 @@ fn http_publish(
     let _ = s.read_to_end(&mut rest);
     match &head[9..12] {
         b"202" => Ok(()),
+        b"401" => Err("http 401 (the server refused PUBLISH_TOKEN)".into()),
+        b"404" => Err("http 404 (publishing is off: the server has no WS_PUBLISH_TOKEN)".into()),
         code => Err(format!("http {}", String::from_utf8_lossy(code))),
     }
 }
@@ -106,6 +108,14 @@ pub fn payload(ts_us: u64, n: u64, size: usize) -> String {
     p.extend(std::iter::repeat_n('x', pad));
     p.push_str("\"}");
     p
+}
+
+/// Counts a failure; the first of each kind is shown at once, not only in the report.
+fn count_failure(failures: &mut BTreeMap<String, u64>, reason: String) {
+    if !failures.contains_key(&reason) {
+        eprintln!("odin-ws-load publish: error: {reason}; more like it are only counted");
+    }
+    *failures.entry(reason).or_default() += 1;
 }
 
 pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
@@ -135,7 +145,7 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
             Ok(()) => published += 1,
             Err(e) => {
                 failed += 1;
-                *failures.entry(e).or_default() += 1;
+                count_failure(&mut failures, e);
             }
         }
         k += 1;
@@ -143,7 +153,7 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
     let flushed = sink.finish();
     let elapsed = start.elapsed().as_secs_f64();
     if let Err(e) = flushed {
-        *failures.entry(e).or_default() += 1;
+        count_failure(&mut failures, e);
     }
     Ok(json!({
         "mode": "publish",

@@ -1,14 +1,16 @@
-//! The end of a run: a human summary (stderr) and one JSON line (stdout).
+//! What a run reports: a progress line while it runs and, at the end, a human
+//! summary (stderr) and one JSON line (stdout).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::driver::Outcome;
 use crate::health::Sample;
 use crate::settings::LoadSettings;
-use crate::stats::{Histogram, WINDOW};
+use crate::stats::{Histogram, Stats, WINDOW};
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -109,6 +111,73 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
     })
 }
 
+/// The p99 in ms, or `n/a` when nothing was measured.
+fn p99_text(h: &Histogram) -> String {
+    if h.count() == 0 {
+        "n/a".into()
+    } else {
+        ms(h.quantile(0.99)).to_string()
+    }
+}
+
+/// One /health sample: its figures, or the error that stood in for them.
+fn health_row(body: &Value) -> String {
+    if let Some(error) = body["error"].as_str() {
+        return format!("error: {error}");
+    }
+    format!(
+        "connections {} cpu% {} memory {} status {}",
+        body["connections"], body["cpu_percent"], body["memory_bytes"], body["status"]
+    )
+}
+
+/// The periodic progress line: messages/s over the last interval, the rest so far.
+pub struct Progress {
+    start: Instant,
+    last_at: Instant,
+    last_messages: u64,
+}
+
+impl Progress {
+    pub fn new(start: Instant) -> Progress {
+        Progress {
+            start,
+            last_at: start,
+            last_messages: 0,
+        }
+    }
+
+    pub fn line(&mut self, st: &Stats, target: u32, now: Instant) -> String {
+        let interval = now.duration_since(self.last_at).as_secs_f64();
+        let new_messages = st.messages - self.last_messages;
+        let rate = if interval > 0.0 {
+            new_messages as f64 / interval
+        } else {
+            0.0
+        };
+        (self.last_at, self.last_messages) = (now, st.messages);
+        let mut line = format!(
+            "progress {:.0}s: open {}/{target}, attempted {}, failed {}",
+            now.duration_since(self.start).as_secs_f64(),
+            st.succeeded - st.dropped,
+            st.attempted,
+            st.failed,
+        );
+        if st.failed > 0 {
+            let _ = write!(line, " ({})", reasons(&st.failures));
+        }
+        let _ = write!(line, ", dropped {}", st.dropped);
+        if st.dropped > 0 {
+            let _ = write!(line, " ({})", reasons(&st.drop_reasons));
+        }
+        let _ = write!(line, ", {rate:.0} msg/s, p99 {}", p99_text(&st.latency_us));
+        if st.latency_us.count() > 0 {
+            line.push_str(" ms");
+        }
+        line
+    }
+}
+
 fn reasons(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "none".into();
@@ -140,22 +209,33 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         let _ = writeln!(out, "drops: {}", reasons(&st.drop_reasons));
     }
     let c = &v["connect_ms"];
-    let _ = writeln!(
-        out,
-        "connect+handshake ms: p50 {}  p99 {}  max {}",
-        c["p50"], c["p99"], c["max"]
-    );
+    if st.connect_us.count() == 0 {
+        let _ = writeln!(out, "connect+handshake ms: n/a (no connection succeeded)");
+    } else {
+        let _ = writeln!(
+            out,
+            "connect+handshake ms: p50 {}  p99 {}  max {}",
+            c["p50"], c["p99"], c["max"]
+        );
+    }
     let _ = writeln!(
         out,
         "messages: {} received, {} /s; gaps {} ({} missing), out of order {}, conflated {}",
         st.messages, v["messages_per_s"], st.gaps, st.missing, st.out_of_order, st.conflated
     );
     let l = &v["latency_ms"];
-    let _ = writeln!(
-        out,
-        "publish-to-receive ms: p50 {}  p99 {}  p999 {}  max {}",
-        l["p50"], l["p99"], l["p999"], l["max"]
-    );
+    if st.latency_us.count() == 0 {
+        let _ = writeln!(
+            out,
+            "publish-to-receive ms: n/a (no timestamped message received)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "publish-to-receive ms: p50 {}  p99 {}  p999 {}  max {}",
+            l["p50"], l["p99"], l["p999"], l["max"]
+        );
+    }
     if st.slow.clients > 0 {
         let _ = writeln!(
             out,
@@ -182,18 +262,13 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
             w.failed,
             w.dropped,
             w.messages,
-            ms(w.latency_us.quantile(0.99))
+            p99_text(&w.latency_us)
         );
     }
     if !health.is_empty() {
         let _ = writeln!(out, "server /health:");
         for h in health {
-            let b = &h.body;
-            let _ = writeln!(
-                out,
-                "  {:>7.1}s connections {} cpu% {} memory {} status {}",
-                h.t_s, b["connections"], b["cpu_percent"], b["memory_bytes"], b["status"]
-            );
+            let _ = writeln!(out, "  {:>7.1}s {}", h.t_s, health_row(&h.body));
         }
     }
     let _ = writeln!(
@@ -202,4 +277,40 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         v["ramp_s"], v["hold_s"], o.stopped_by, o.tool_cpu_s
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn progress_names_failures_and_says_na_before_any_latency() {
+        let start = Instant::now();
+        let mut progress = Progress::new(start);
+        let mut st = Stats {
+            attempted: 30,
+            succeeded: 20,
+            ..Stats::default()
+        };
+        st.fail(Duration::ZERO, "connection refused".into());
+        st.drop_conn(Duration::ZERO, "closed by server (1013)".into());
+        let line = progress.line(&st, 100, start + Duration::from_secs(10));
+        assert_eq!(
+            line,
+            "progress 10s: open 19/100, attempted 30, failed 1 (connection refused: 1), dropped 1 (closed by server (1013): 1), 0 msg/s, p99 n/a"
+        );
+        st.messages = 50;
+        st.latency_us.record(1500);
+        let line = progress.line(&st, 100, start + Duration::from_secs(20));
+        assert!(line.ends_with(", 5 msg/s, p99 1.5 ms"), "{line}");
+    }
+
+    #[test]
+    fn a_health_error_is_shown_not_nulls() {
+        let row = health_row(&serde_json::json!({"error": "Connection refused (os error 111)"}));
+        assert_eq!(row, "error: Connection refused (os error 111)");
+        let row = health_row(&serde_json::json!({"connections": 3, "status": "ok"}));
+        assert!(row.starts_with("connections 3 "), "{row}");
+    }
 }

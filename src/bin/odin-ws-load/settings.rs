@@ -41,6 +41,9 @@ pub const HEALTH_URL: &str = "HEALTH_URL";
 pub const HEALTH_INTERVAL: &str = "HEALTH_INTERVAL";
 /// The 5 s /health sampling period.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const PROGRESS_INTERVAL: &str = "PROGRESS_INTERVAL";
+/// A progress line on stderr this often, so a long run is never silent.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 pub const LABEL: &str = "LABEL";
 
 pub const PUBLISH_URL: &str = "PUBLISH_URL";
@@ -99,6 +102,8 @@ pub struct LoadSettings {
     /// `host:port` and path of /health, or None.
     pub health: Option<(SocketAddrV4, String)>,
     pub health_interval: Duration,
+    /// None: no progress lines (`off` or 0).
+    pub progress_interval: Option<Duration>,
     pub label: String,
 }
 
@@ -277,6 +282,10 @@ impl<'a> Reader<'a> {
         default: T,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> T {
+        debug_assert!(
+            crate::help::documented(name),
+            "{name} is missing from odin-ws-load --help"
+        );
         self.names.push(name);
         match self.source.raw(name) {
             None => default,
@@ -327,6 +336,14 @@ fn parse_millis_or_duration(s: &str) -> Result<Duration, String> {
         Ok(ms) => Ok(Duration::from_millis(ms)),
         Err(_) => parse_duration(s),
     }
+}
+
+/// A duration, or `off` (or 0) for none.
+fn parse_optional_duration(s: &str) -> Result<Option<Duration>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()))
 }
 
 fn parse_list(s: &str) -> Vec<String> {
@@ -451,6 +468,11 @@ impl LoadSettings {
             }
         };
         let health_interval = r.duration(HEALTH_INTERVAL, DEFAULT_HEALTH_INTERVAL);
+        let progress_interval = r.get(
+            PROGRESS_INTERVAL,
+            Some(DEFAULT_PROGRESS_INTERVAL),
+            parse_optional_duration,
+        );
         let label = r.string(LABEL, "");
 
         r.check(target > 0, || format!("{TARGET_CONNECTIONS} must be > 0"));
@@ -495,6 +517,7 @@ impl LoadSettings {
             stop_after_messages,
             health,
             health_interval,
+            progress_interval,
             label,
         })
     }
@@ -598,6 +621,17 @@ mod tests {
         assert_eq!(l.ramp_rate, 50.0);
         assert_eq!(l.duration, Duration::from_secs(90));
         assert_eq!(l.connection_timeout, Duration::from_secs(10));
+        assert_eq!(l.progress_interval, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn progress_lines_can_be_turned_off() {
+        for off in ["off", "0", "0s"] {
+            let l = LoadSettings::read(&source(&["--progress_interval", off], &[])).unwrap();
+            assert_eq!(l.progress_interval, None, "{off}");
+        }
+        let l = LoadSettings::read(&source(&[], &[("PROGRESS_INTERVAL", "1s")])).unwrap();
+        assert_eq!(l.progress_interval, Some(Duration::from_secs(1)));
     }
 
     #[test]
