@@ -1,4 +1,4 @@
-//! Shipping: the static binary and the image's file system (run chrooted, with
+//! Shipping: the README's commands from a fresh copy, the static binary and the image's file system (run chrooted, with
 //! no shared library), `--healthcheck`, scripts/deploy with plain processes, and
 //! the compose file, systemd unit, nats.conf and env profiles. One test binary,
 //! one module per area.
@@ -15,5 +15,7 @@ mod configs;
 mod deploy;
 #[path = "shipping/image.rs"]
 mod image;
+#[path = "shipping/readme.rs"]
+mod readme;
 #[path = "shipping/support.rs"]
 mod support;
