@@ -1,5 +1,8 @@
-//! odin-ws: a WebSocket fan-out server for real-time market data. See DESIGN.md
-//! (shared/) for the threads and data flow; README.md for operating it.
+//! odin-ws: a WebSocket fan-out server for real-time market data. The contract is in
+//! docs/: docs/architecture.md for the threads, data flow and module map,
+//! docs/protocol.md, docs/http.md and docs/configuration.md for what clients and
+//! operators see, docs/DESIGN.md for the full contract as given; README.md for
+//! operating it.
 
 pub mod broadcast;
 pub mod channel;

@@ -6,13 +6,13 @@ use std::path::Path;
 
 use super::super::*;
 
-fn example() -> String {
+pub(super) fn example() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
     std::fs::read_to_string(path).unwrap()
 }
 
 /// (name, commented default, documentation block) for each `# NAME=value` line.
-fn documented(text: &str) -> Vec<(&str, &str, String)> {
+pub(super) fn documented(text: &str) -> Vec<(&str, &str, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -71,11 +71,7 @@ fn every_example_value_is_valid() {
         .into_iter()
         .filter(|d| !skip.contains(&d.0))
     {
-        let tail = &block[block.find(&format!("example: {name}=")).unwrap()
-            + "example: ".len()
-            + name.len()
-            + 1..];
-        let value = tail.split([' ', '\n']).next().unwrap();
+        let value = example_value(&block, name);
         let env = HashMap::from([
             (spec::NATS_URL.to_string(), "nats://h:4222".to_string()),
             (name.to_string(), value.to_string()),
@@ -84,4 +80,14 @@ fn every_example_value_is_valid() {
             panic!("example {name}={value}: {errors:?}");
         }
     }
+}
+
+/// The value after `example: NAME=` in a variable's documentation block.
+pub(super) fn example_value<'a>(block: &'a str, name: &str) -> &'a str {
+    let marker = format!("example: {name}=");
+    let start = block
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{name}'s block has no {marker:?}"))
+        + marker.len();
+    block[start..].split([' ', '\n']).next().unwrap_or_default()
 }

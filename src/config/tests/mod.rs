@@ -1,5 +1,6 @@
 //! The whole pipeline: sources in, Config or every error out.
 
+mod docs;
 mod errors;
 mod example;
 mod loading;
