@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::protocol::ErrorCode;
+
 /// Why a connection or upgrade was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -61,15 +63,6 @@ impl Drop {
     }
 }
 
-/// Error frames sent to clients, by code.
-pub const ERROR_CODES: [&str; 5] = [
-    "invalid_json",
-    "unknown_type",
-    "invalid_channel",
-    "too_many_subscriptions",
-    "rate_limited",
-];
-
 /// Upper bounds (seconds) of the publish-to-write latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -80,7 +73,7 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub sockets: AtomicU64,
     pub accepted: AtomicU64,
-    rejected: [AtomicU64; 6],
+    rejected: [AtomicU64; Reject::ALL.len()],
     pub http_requests: AtomicU64,
     pub messages_in_nats: AtomicU64,
     pub messages_in_http: AtomicU64,
@@ -88,7 +81,8 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     drops: [AtomicU64; 3],
     pub slow_consumer_closes: AtomicU64,
-    client_errors: [AtomicU64; 5],
+    /// Error frames sent to clients, indexed by `ErrorCode as usize`.
+    client_errors: [AtomicU64; ErrorCode::ALL.len()],
     pub protocol_closes: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
@@ -123,9 +117,10 @@ impl Metrics {
     pub fn drops(&self, why: Drop) -> u64 {
         self.drops[why as usize].load(Relaxed)
     }
+    /// Counts an error frame by its code's name (`ErrorCode::as_str`); other names are ignored.
     pub fn client_error(&self, code: &str) {
-        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
-            self.client_errors[i].fetch_add(1, Relaxed);
+        if let Some(code) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
+            self.client_errors[*code as usize].fetch_add(1, Relaxed);
         }
     }
     pub fn observe_latency(&self, d: Duration) {
@@ -352,11 +347,10 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Labelled {
             label: "code",
             values: |m| {
-                ERROR_CODES
-                    .iter()
-                    .zip(&m.client_errors)
-                    .map(|(code, n)| (*code, n.load(Relaxed)))
-                    .collect()
+                let count = |code: ErrorCode| m.client_errors[code as usize].load(Relaxed);
+                ErrorCode::ALL
+                    .map(|code| (code.as_str(), count(code)))
+                    .to_vec()
             },
         },
     },
@@ -456,6 +450,22 @@ mod tests {
         for f in FAMILIES {
             let counter = matches!(f.kind, Kind::Counter);
             assert_eq!(counter, f.name.ends_with("_total"), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn client_errors_have_one_sample_per_code() {
+        let m = Metrics::default();
+        m.client_error(ErrorCode::TooManySubscriptions.as_str());
+        m.client_error("no_such_code");
+        let text = m.render();
+        for code in ErrorCode::ALL {
+            let n = u64::from(code == ErrorCode::TooManySubscriptions);
+            let line = format!(
+                "odin_ws_client_errors_total{{code=\"{}\"}} {n}\n",
+                code.as_str()
+            );
+            assert!(text.contains(&line), "{line}");
         }
     }
 
