@@ -1,6 +1,8 @@
 //! The NATS intake thread: connects (retrying, reconnecting without limit),
 //! takes messages from core NATS subscriptions or a durable JetStream pull
-//! consumer, and feeds the broadcast ring within the configured rates.
+//! consumer, and feeds the broadcast ring within the configured rates: `connect`
+//! holds the connection, `core` and `jetstream` the two modes, `throttle` the
+//! pause and rate rules both obey, `pending` core NATS's bounded queue.
 //!
 //! The `nats` crate is the synchronous client the design asks for (no async
 //! runtime); upstream marks it deprecated in favour of async-nats.
