@@ -25,7 +25,9 @@ pub struct Broadcast {
     body: MessageBody,
 }
 
-/// The parts of the JSON message that do not depend on `seq`, prepared outside the ring lock.
+/// The parts of the JSON message that do not depend on `seq` (the payload checked
+/// and escaped), prepared before the ring lock; the frame that adds `seq` is
+/// formatted under it (`Ring::push_with` says why).
 #[derive(Debug)]
 pub struct MessageBody {
     channel_json: String,

@@ -1,9 +1,12 @@
-//! Every counter the server keeps, and their Prometheus text. Names live here
-//! only; hot paths (deliveries) are summed per worker turn before they get here.
+//! Every counter the server keeps, and their Prometheus text. Each metric's name,
+//! type and help are written once, in `FAMILIES`; hot paths (deliveries) are
+//! summed per worker turn before they get here.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::protocol::ErrorCode;
 
 /// Why a connection or upgrade was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +63,6 @@ impl Drop {
     }
 }
 
-/// Error frames sent to clients, by code.
-pub const ERROR_CODES: [&str; 5] = [
-    "invalid_json",
-    "unknown_type",
-    "invalid_channel",
-    "too_many_subscriptions",
-    "rate_limited",
-];
-
 /// Upper bounds (seconds) of the publish-to-write latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -79,7 +73,7 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub sockets: AtomicU64,
     pub accepted: AtomicU64,
-    rejected: [AtomicU64; 6],
+    rejected: [AtomicU64; Reject::ALL.len()],
     pub http_requests: AtomicU64,
     pub messages_in_nats: AtomicU64,
     pub messages_in_http: AtomicU64,
@@ -87,7 +81,8 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     drops: [AtomicU64; 3],
     pub slow_consumer_closes: AtomicU64,
-    client_errors: [AtomicU64; 5],
+    /// Error frames sent to clients, indexed by `ErrorCode as usize`.
+    client_errors: [AtomicU64; ErrorCode::ALL.len()],
     pub protocol_closes: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
@@ -122,9 +117,10 @@ impl Metrics {
     pub fn drops(&self, why: Drop) -> u64 {
         self.drops[why as usize].load(Relaxed)
     }
+    /// Counts an error frame by its code's name (`ErrorCode::as_str`); other names are ignored.
     pub fn client_error(&self, code: &str) {
-        if let Some(i) = ERROR_CODES.iter().position(|c| *c == code) {
-            self.client_errors[i].fetch_add(1, Relaxed);
+        if let Some(code) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
+            self.client_errors[*code as usize].fetch_add(1, Relaxed);
         }
     }
     pub fn observe_latency(&self, d: Duration) {
@@ -139,251 +135,339 @@ impl Metrics {
         self.cpu_percent_x100.load(Relaxed) as f64 / 100.0
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Prometheus text exposition format 0.0.4: every family of `FAMILIES`, in order.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let g = |out: &mut String, name: &str, help: &str, kind: &str, v: String| {
-            let _ = writeln!(
-                out,
-                "# HELP odin_ws_{name} {help}\n# TYPE odin_ws_{name} {kind}"
-            );
-            let _ = writeln!(out, "odin_ws_{name} {v}");
-        };
-        let load = |a: &AtomicU64| a.load(Relaxed).to_string();
-        g(
-            &mut out,
-            "connections",
-            "Open WebSocket connections.",
-            "gauge",
-            load(&self.connections),
-        );
-        g(
-            &mut out,
-            "sockets",
-            "Open TCP sockets (WebSocket and HTTP).",
-            "gauge",
-            load(&self.sockets),
-        );
-        g(
-            &mut out,
-            "connections_accepted_total",
-            "WebSocket upgrades accepted.",
-            "counter",
-            load(&self.accepted),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP odin_ws_connections_rejected_total Connections refused, by reason.\n# TYPE odin_ws_connections_rejected_total counter"
-        );
-        for r in Reject::ALL {
-            let _ = writeln!(
-                out,
-                "odin_ws_connections_rejected_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.rejected(r)
-            );
+        for family in FAMILIES {
+            family.write(self, &mut out);
         }
-        g(
-            &mut out,
-            "http_requests_total",
-            "Plain HTTP requests served.",
-            "counter",
-            load(&self.http_requests),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP odin_ws_messages_in_total Messages taken in, by source.\n# TYPE odin_ws_messages_in_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "odin_ws_messages_in_total{{source=\"nats\"}} {}",
-            load(&self.messages_in_nats)
-        );
-        let _ = writeln!(
-            out,
-            "odin_ws_messages_in_total{{source=\"http\"}} {}",
-            load(&self.messages_in_http)
-        );
-        g(
-            &mut out,
-            "broadcasts_total",
-            "Messages put into the broadcast ring.",
-            "counter",
-            load(&self.broadcasts),
-        );
-        g(
-            &mut out,
-            "deliveries_total",
-            "Messages queued to client connections.",
-            "counter",
-            load(&self.deliveries),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP odin_ws_drops_total Messages not delivered, by reason.\n# TYPE odin_ws_drops_total counter"
-        );
-        for d in Drop::ALL {
-            let _ = writeln!(
-                out,
-                "odin_ws_drops_total{{reason=\"{}\"}} {}",
-                d.as_str(),
-                self.drops(d)
-            );
-        }
-        g(
-            &mut out,
-            "slow_consumer_closes_total",
-            "Connections closed with 1013 as slow consumers.",
-            "counter",
-            load(&self.slow_consumer_closes),
-        );
-        g(
-            &mut out,
-            "protocol_closes_total",
-            "Connections closed for protocol violations or abuse.",
-            "counter",
-            load(&self.protocol_closes),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP odin_ws_client_errors_total Error frames sent to clients, by code.\n# TYPE odin_ws_client_errors_total counter"
-        );
-        for (i, code) in ERROR_CODES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "odin_ws_client_errors_total{{code=\"{code}\"}} {}",
-                load(&self.client_errors[i])
-            );
-        }
-        g(
-            &mut out,
-            "send_queue_bytes",
-            "Bytes waiting in all per-connection send queues.",
-            "gauge",
-            load(&self.send_queue_bytes),
-        );
-        g(
-            &mut out,
-            "handoff_queue",
-            "Accepted sockets not yet taken by a worker.",
-            "gauge",
-            load(&self.handoff_queue),
-        );
-        g(
-            &mut out,
-            "ring_lag",
-            "Largest number of broadcasts a worker has yet to read.",
-            "gauge",
-            load(&self.ring_lag),
-        );
-        g(
-            &mut out,
-            "nats_connected",
-            "1 when connected to NATS.",
-            "gauge",
-            load(&self.nats_connected),
-        );
-        g(
-            &mut out,
-            "nats_reconnects_total",
-            "NATS reconnections.",
-            "counter",
-            load(&self.nats_reconnects),
-        );
-        let counters: [(&str, &str, &AtomicU64); 7] = [
-            (
-                "nats_disconnects_total",
-                "NATS disconnections.",
-                &self.nats_disconnects,
-            ),
-            (
-                "nats_lame_duck_total",
-                "NATS servers that announced lame-duck mode.",
-                &self.nats_lame_duck,
-            ),
-            (
-                "intake_conflated_total",
-                "NATS messages replaced by a newer one of the same channel before broadcast.",
-                &self.intake_conflated,
-            ),
-            (
-                "intake_dropped_total",
-                "NATS messages dropped because the intake queue was full.",
-                &self.intake_dropped,
-            ),
-            (
-                "intake_pauses_total",
-                "Times NATS intake paused for CPU.",
-                &self.intake_pauses,
-            ),
-            (
-                "intake_queue",
-                "NATS messages waiting for the ring (bounded).",
-                &self.intake_queue,
-            ),
-            (
-                "intake_paused",
-                "1 while NATS intake is paused for CPU.",
-                &self.intake_paused,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            g(&mut out, name, help, kind, load(value));
-        }
-        let paused = format!("{:.3}", self.intake_paused_ms.load(Relaxed) as f64 / 1000.0);
-        g(
-            &mut out,
-            "intake_paused_seconds_total",
-            "Time NATS intake spent paused.",
-            "counter",
-            paused,
-        );
-        g(
-            &mut out,
-            "cpu_percent",
-            "Process CPU use as a percentage of the CPU limit.",
-            "gauge",
-            format!("{:.2}", self.cpu_percent()),
-        );
-        g(
-            &mut out,
-            "memory_bytes",
-            "Resident set size.",
-            "gauge",
-            load(&self.rss_bytes),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP odin_ws_publish_to_write_seconds From intake to the first socket write, per broadcast and worker.\n# TYPE odin_ws_publish_to_write_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "odin_ws_publish_to_write_seconds_bucket{{le=\"{b}\"}} {cumulative}"
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "odin_ws_publish_to_write_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "odin_ws_publish_to_write_seconds_sum {sum}");
-        let _ = writeln!(out, "odin_ws_publish_to_write_seconds_count {count}");
         out
     }
+
+    /// The sample lines of the publish-to-write histogram, cumulative as Prometheus wants.
+    fn write_latency_histogram(&self, name: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.latency_sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
+
+/// Prefix of every metric name.
+const PREFIX: &str = "odin_ws_";
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How a family's sample lines are read from the counters.
+enum Samples {
+    /// One unlabelled sample: the counter as it is.
+    Plain(fn(&Metrics) -> &AtomicU64),
+    /// One unlabelled sample: the counter divided by `divisor`, with `decimals` places.
+    Scaled {
+        value: fn(&Metrics) -> &AtomicU64,
+        divisor: f64,
+        decimals: usize,
+    },
+    /// One sample per value of `label`, in the order `values` lists them.
+    Labelled {
+        label: &'static str,
+        values: fn(&Metrics) -> Vec<(&'static str, u64)>,
+    },
+    /// The publish-to-write histogram (`_bucket`, `_sum`, `_count`).
+    LatencyHistogram,
+}
+
+/// One metric family of the exposition: the only place its name, type and help are written.
+struct Family {
+    /// Without `PREFIX`.
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    samples: Samples,
+}
+
+impl Family {
+    fn write(&self, m: &Metrics, out: &mut String) {
+        let (name, help, kind) = (self.name, self.help, self.kind.as_str());
+        let _ = writeln!(out, "# HELP {PREFIX}{name} {help}");
+        let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
+        match &self.samples {
+            Samples::Plain(value) => {
+                let _ = writeln!(out, "{PREFIX}{name} {}", value(m).load(Relaxed));
+            }
+            Samples::Scaled {
+                value,
+                divisor,
+                decimals,
+            } => {
+                let scaled = value(m).load(Relaxed) as f64 / divisor;
+                let _ = writeln!(out, "{PREFIX}{name} {scaled:.decimals$}");
+            }
+            Samples::Labelled { label, values } => {
+                for (label_value, n) in values(m) {
+                    let _ = writeln!(out, "{PREFIX}{name}{{{label}=\"{label_value}\"}} {n}");
+                }
+            }
+            Samples::LatencyHistogram => m.write_latency_histogram(&format!("{PREFIX}{name}"), out),
+        }
+    }
+}
+
+/// A counter family of one unlabelled sample.
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Metrics) -> &AtomicU64,
+) -> Family {
+    Family {
+        name,
+        kind: Kind::Counter,
+        help,
+        samples: Samples::Plain(value),
+    }
+}
+
+/// A gauge family of one unlabelled sample.
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&Metrics) -> &AtomicU64,
+) -> Family {
+    Family {
+        name,
+        kind: Kind::Gauge,
+        help,
+        samples: Samples::Plain(value),
+    }
+}
+
+/// Every metric family /metrics shows, in the order it shows them.
+const FAMILIES: &[Family] = &[
+    gauge("connections", "Open WebSocket connections.", |m| {
+        &m.connections
+    }),
+    gauge("sockets", "Open TCP sockets (WebSocket and HTTP).", |m| {
+        &m.sockets
+    }),
+    counter(
+        "connections_accepted_total",
+        "WebSocket upgrades accepted.",
+        |m| &m.accepted,
+    ),
+    Family {
+        name: "connections_rejected_total",
+        kind: Kind::Counter,
+        help: "Connections refused, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                Reject::ALL
+                    .iter()
+                    .map(|&r| (r.as_str(), m.rejected(r)))
+                    .collect()
+            },
+        },
+    },
+    counter("http_requests_total", "Plain HTTP requests served.", |m| {
+        &m.http_requests
+    }),
+    Family {
+        name: "messages_in_total",
+        kind: Kind::Counter,
+        help: "Messages taken in, by source.",
+        samples: Samples::Labelled {
+            label: "source",
+            values: |m| {
+                vec![
+                    ("nats", m.messages_in_nats.load(Relaxed)),
+                    ("http", m.messages_in_http.load(Relaxed)),
+                ]
+            },
+        },
+    },
+    counter(
+        "broadcasts_total",
+        "Messages put into the broadcast ring.",
+        |m| &m.broadcasts,
+    ),
+    counter(
+        "deliveries_total",
+        "Messages queued to client connections.",
+        |m| &m.deliveries,
+    ),
+    Family {
+        name: "drops_total",
+        kind: Kind::Counter,
+        help: "Messages not delivered, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                Drop::ALL
+                    .iter()
+                    .map(|&d| (d.as_str(), m.drops(d)))
+                    .collect()
+            },
+        },
+    },
+    counter(
+        "slow_consumer_closes_total",
+        "Connections closed with 1013 as slow consumers.",
+        |m| &m.slow_consumer_closes,
+    ),
+    counter(
+        "protocol_closes_total",
+        "Connections closed for protocol violations or abuse.",
+        |m| &m.protocol_closes,
+    ),
+    Family {
+        name: "client_errors_total",
+        kind: Kind::Counter,
+        help: "Error frames sent to clients, by code.",
+        samples: Samples::Labelled {
+            label: "code",
+            values: |m| {
+                let count = |code: ErrorCode| m.client_errors[code as usize].load(Relaxed);
+                ErrorCode::ALL
+                    .map(|code| (code.as_str(), count(code)))
+                    .to_vec()
+            },
+        },
+    },
+    gauge(
+        "send_queue_bytes",
+        "Bytes waiting in all per-connection send queues.",
+        |m| &m.send_queue_bytes,
+    ),
+    gauge(
+        "handoff_queue",
+        "Accepted sockets not yet taken by a worker.",
+        |m| &m.handoff_queue,
+    ),
+    gauge(
+        "ring_lag",
+        "Largest number of broadcasts a worker has yet to read.",
+        |m| &m.ring_lag,
+    ),
+    gauge("nats_connected", "1 when connected to NATS.", |m| {
+        &m.nats_connected
+    }),
+    counter("nats_reconnects_total", "NATS reconnections.", |m| {
+        &m.nats_reconnects
+    }),
+    counter("nats_disconnects_total", "NATS disconnections.", |m| {
+        &m.nats_disconnects
+    }),
+    counter(
+        "nats_lame_duck_total",
+        "NATS servers that announced lame-duck mode.",
+        |m| &m.nats_lame_duck,
+    ),
+    counter(
+        "intake_conflated_total",
+        "NATS messages replaced by a newer one of the same channel before broadcast.",
+        |m| &m.intake_conflated,
+    ),
+    counter(
+        "intake_dropped_total",
+        "NATS messages dropped because the intake queue was full.",
+        |m| &m.intake_dropped,
+    ),
+    counter(
+        "intake_pauses_total",
+        "Times NATS intake paused for CPU.",
+        |m| &m.intake_pauses,
+    ),
+    gauge(
+        "intake_queue",
+        "NATS messages waiting for the ring (bounded).",
+        |m| &m.intake_queue,
+    ),
+    gauge(
+        "intake_paused",
+        "1 while NATS intake is paused for CPU.",
+        |m| &m.intake_paused,
+    ),
+    Family {
+        name: "intake_paused_seconds_total",
+        kind: Kind::Counter,
+        help: "Time NATS intake spent paused.",
+        samples: Samples::Scaled {
+            value: |m| &m.intake_paused_ms,
+            divisor: 1000.0,
+            decimals: 3,
+        },
+    },
+    Family {
+        name: "cpu_percent",
+        kind: Kind::Gauge,
+        help: "Process CPU use as a percentage of the CPU limit.",
+        samples: Samples::Scaled {
+            value: |m| &m.cpu_percent_x100,
+            divisor: 100.0,
+            decimals: 2,
+        },
+    },
+    gauge("memory_bytes", "Resident set size.", |m| &m.rss_bytes),
+    Family {
+        name: "publish_to_write_seconds",
+        kind: Kind::Histogram,
+        help: "From intake to the first socket write, per broadcast and worker.",
+        samples: Samples::LatencyHistogram,
+    },
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_unique_and_only_counters_end_in_total() {
+        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FAMILIES.len());
+        for f in FAMILIES {
+            let counter = matches!(f.kind, Kind::Counter);
+            assert_eq!(counter, f.name.ends_with("_total"), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn client_errors_have_one_sample_per_code() {
+        let m = Metrics::default();
+        m.client_error(ErrorCode::TooManySubscriptions.as_str());
+        m.client_error("no_such_code");
+        let text = m.render();
+        for code in ErrorCode::ALL {
+            let n = u64::from(code == ErrorCode::TooManySubscriptions);
+            let line = format!(
+                "odin_ws_client_errors_total{{code=\"{}\"}} {n}\n",
+                code.as_str()
+            );
+            assert!(text.contains(&line), "{line}");
+        }
+    }
 
     #[test]
     fn histogram_is_cumulative() {

@@ -27,6 +27,8 @@ pub struct ClientError {
     pub id: Option<Box<RawValue>>,
 }
 
+/// The `code` of an error frame. A new code goes into `ALL` too: the
+/// `odin_ws_client_errors_total` metric has one sample per entry of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidJson,
@@ -37,6 +39,15 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (so `code as usize` indexes it).
+    pub const ALL: [ErrorCode; 5] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidChannel,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::RateLimited,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -239,6 +250,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn all_holds_each_code_once_in_declaration_order() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, i, "{code:?}");
+        }
+        let mut names = ErrorCode::ALL.map(ErrorCode::as_str);
+        names.sort_unstable();
+        assert!(names.windows(2).all(|w| w[0] != w[1]), "{names:?}");
     }
 
     #[test]

@@ -43,8 +43,14 @@ impl Ring {
         self.head.load(Ordering::Acquire)
     }
 
-    /// Appends the broadcast `make` builds from its ring position. It runs under the
-    /// write lock so positions (and the `seq` derived from them) are in ring order.
+    /// Appends the broadcast `make` builds from its ring position. `make` runs under
+    /// the write lock, and formats the frame there, because the frame carries `seq`
+    /// and `seq` is the position + 1 outside JetStream: a position is handed out,
+    /// filled and published (`head`) in one step, so `seq` follows ring order and
+    /// no reader sees a position before its slot holds it. Formatting first would
+    /// need positions reserved ahead and published in order once filled. The lock
+    /// covers one format and copy of the message: `MessageBody::new` has checked and
+    /// escaped the payload before it.
     pub fn push_with(&self, make: impl FnOnce(u64) -> Broadcast) -> u64 {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let pos = inner.next;
@@ -109,6 +115,27 @@ mod tests {
         let seqs: Vec<u64> = out.iter().map(|b| b.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(cursor, 5);
+    }
+
+    /// Producers racing (the intake thread and HTTP publishes on the workers) still
+    /// give every broadcast the seq of its position, and a frame that says so.
+    #[test]
+    fn concurrent_producers_get_seq_in_ring_order() {
+        let (producers, each) = (4, 500);
+        let ring = Ring::new(producers * each);
+        std::thread::scope(|scope| {
+            for _ in 0..producers {
+                scope.spawn(|| push(&ring, each));
+            }
+        });
+        let (mut cursor, mut out) = (0, Vec::new());
+        assert_eq!(ring.read_from(&mut cursor, producers * each, &mut out), 0);
+        assert_eq!(out.len(), producers * each);
+        for (i, b) in out.iter().enumerate() {
+            assert_eq!((b.pos, b.seq), (i as u64, i as u64 + 1));
+            let text = String::from_utf8_lossy(&b.frame);
+            assert!(text.contains(&format!("\"seq\":{},", b.seq)), "{text}");
+        }
     }
 
     #[test]

@@ -8,9 +8,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::pending::{Incoming, Pending, Queued};
-use super::{PauseTracker, effective_rate};
+use super::throttle::{Step, Throttle, effective_rate};
 use crate::broadcast::MessageBody;
-use crate::rate::TokenBucket;
 use crate::shared::{NatsState, Shared};
 
 /// Messages held while intake cannot keep up: count and payload bytes.
@@ -18,7 +17,7 @@ const MAX_PENDING: usize = 65_536;
 const MAX_PENDING_BYTES: usize = 64 << 20;
 /// Messages moved to the ring between wake-ups of the workers.
 const BATCH: usize = 256;
-/// How often a waiting intake re-checks the pause flag.
+/// How often a waiting intake re-checks the pause flag and the rate.
 const RECHECK: Duration = Duration::from_millis(100);
 
 struct Queue {
@@ -86,25 +85,24 @@ fn on_message(shared: &Shared, queue: &Queue, msg: nats::Message) {
 }
 
 fn drain(shared: &Shared, queue: &Queue) {
-    let mut pause = PauseTracker::default();
-    let mut bucket = TokenBucket::full(effective_rate(&shared.config()), Instant::now());
+    let mut throttle = Throttle::new(effective_rate(&shared.config()), Instant::now());
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let rate = effective_rate(&shared.config());
-        let paused = pause.update(shared);
+        let step = throttle.step(shared, BATCH);
         let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if paused || pending.is_empty() {
-            let _ = queue.ready.wait_timeout(pending, RECHECK);
-            continue;
-        }
-        let allowed = if rate == 0 {
-            BATCH
-        } else {
-            bucket.available(rate, BATCH, Instant::now())
+        let allowed = match step {
+            // Paused, or nothing to move: wait for a message or the next look.
+            Step::Paused => 0,
+            _ if pending.is_empty() => 0,
+            Step::Wait(wait) => {
+                drop(pending);
+                std::thread::sleep(wait.min(RECHECK));
+                continue;
+            }
+            Step::Take(allowed) => allowed,
         };
         if allowed == 0 {
-            drop(pending);
-            std::thread::sleep(bucket.wait(rate).min(RECHECK));
+            let _ = queue.ready.wait_timeout(pending, RECHECK);
             continue;
         }
         batch.extend(std::iter::from_fn(|| pending.pop()).take(allowed));
@@ -113,9 +111,7 @@ fn drain(shared: &Shared, queue: &Queue) {
             .intake_queue
             .store(pending.len() as u64, Relaxed);
         drop(pending);
-        if rate > 0 {
-            bucket.take(batch.len());
-        }
+        throttle.took(batch.len());
         for msg in batch.drain(..) {
             let body = MessageBody::new(&msg.subject, &msg.payload);
             shared.push_broadcast(&msg.subject, body, msg.received_at, None);

@@ -13,10 +13,9 @@ use nats::jetstream::{
     PullSubscription, StorageType, StreamConfig,
 };
 
-use super::{PauseTracker, effective_rate};
+use super::throttle::{Step, Throttle, effective_rate};
 use crate::broadcast::MessageBody;
 use crate::config::Config;
-use crate::rate::TokenBucket;
 use crate::shared::{NatsState, Shared};
 
 /// How long the server holds one pull request open.
@@ -83,26 +82,21 @@ fn setup(js: &JetStream, cfg: &Config) -> io::Result<PullSubscription> {
 }
 
 fn consume(shared: &Shared, sub: &PullSubscription) {
-    let mut pause = PauseTracker::default();
-    let mut bucket = TokenBucket::full(effective_rate(&shared.config()), Instant::now());
+    let mut throttle = Throttle::new(effective_rate(&shared.config()), Instant::now());
     // Redeliveries (an ack lost to a disconnect) are acked again but not re-sent.
     let mut last_seq = 0;
     loop {
-        let cfg = shared.config();
-        if pause.update(shared) {
-            std::thread::sleep(IDLE);
-            continue;
-        }
-        let rate = effective_rate(&cfg);
-        let batch = if rate == 0 {
-            cfg.js_batch
-        } else {
-            bucket.available(rate, cfg.js_batch, Instant::now())
+        let batch = match throttle.step(shared, shared.config().js_batch) {
+            Step::Paused => {
+                std::thread::sleep(IDLE);
+                continue;
+            }
+            Step::Wait(wait) => {
+                std::thread::sleep(wait.min(IDLE));
+                continue;
+            }
+            Step::Take(batch) => batch,
         };
-        if batch == 0 {
-            std::thread::sleep(bucket.wait(rate).min(IDLE));
-            continue;
-        }
         let options = BatchOptions {
             batch,
             expires: Some(FETCH_EXPIRES.as_nanos() as usize),
@@ -116,28 +110,37 @@ fn consume(shared: &Shared, sub: &PullSubscription) {
                 continue;
             }
         };
-        let mut taken = 0;
-        for msg in messages {
-            // A timeout or an expired request ends this batch.
-            let Ok(msg) = msg else { break };
-            taken += 1;
-            let received_at = Instant::now();
-            let seq = msg.jetstream_message_info().map(|i| i.stream_seq);
-            if seq.is_none_or(|s| s > last_seq) {
-                shared.metrics.messages_in_nats.fetch_add(1, Relaxed);
-                let body = MessageBody::new(&msg.subject, &msg.data);
-                shared.push_broadcast(&msg.subject, body, received_at, seq);
-                last_seq = seq.unwrap_or(last_seq);
-            }
-            if let Err(e) = msg.ack() {
-                log::warn!("JetStream ack of {} failed: {e}", seq.unwrap_or(0));
-            }
-        }
-        if rate > 0 {
-            bucket.take(taken.min(batch));
-        }
+        let taken = broadcast_batch(shared, messages, &mut last_seq);
+        throttle.took(taken);
         if taken > 0 {
             shared.wake_workers();
         }
     }
+}
+
+/// Puts a fetched batch into the ring and acks each message; returns how many
+/// arrived. `last_seq`: the highest stream sequence already broadcast.
+fn broadcast_batch(
+    shared: &Shared,
+    messages: impl Iterator<Item = io::Result<nats::Message>>,
+    last_seq: &mut u64,
+) -> usize {
+    let mut taken = 0;
+    for msg in messages {
+        // A timeout or an expired request ends this batch.
+        let Ok(msg) = msg else { break };
+        taken += 1;
+        let received_at = Instant::now();
+        let seq = msg.jetstream_message_info().map(|i| i.stream_seq);
+        if seq.is_none_or(|s| s > *last_seq) {
+            shared.metrics.messages_in_nats.fetch_add(1, Relaxed);
+            let body = MessageBody::new(&msg.subject, &msg.data);
+            shared.push_broadcast(&msg.subject, body, received_at, seq);
+            *last_seq = seq.unwrap_or(*last_seq);
+        }
+        if let Err(e) = msg.ack() {
+            log::warn!("JetStream ack of {} failed: {e}", seq.unwrap_or(0));
+        }
+    }
+    taken
 }
