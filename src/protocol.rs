@@ -1,4 +1,4 @@
-//! The client protocol: JSON text frames in, replies out (DESIGN.md "Client protocol").
+//! The client protocol: JSON text frames in, replies out (docs/protocol.md).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
