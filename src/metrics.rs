@@ -40,7 +40,7 @@ impl Reject {
 
 /// Why a message meant for a client was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Replaced by a newer message of the same channel (slow consumer, conflate).
     Conflated,
     /// Oldest queued message dropped (slow consumer, drop_oldest).
@@ -49,13 +49,17 @@ pub enum Drop {
     RingOverrun,
 }
 
-impl Drop {
-    pub const ALL: [Drop; 3] = [Drop::Conflated, Drop::DropOldest, Drop::RingOverrun];
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Conflated,
+        DropReason::DropOldest,
+        DropReason::RingOverrun,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
-            Drop::Conflated => "conflated",
-            Drop::DropOldest => "drop_oldest",
-            Drop::RingOverrun => "ring_overrun",
+            DropReason::Conflated => "conflated",
+            DropReason::DropOldest => "drop_oldest",
+            DropReason::RingOverrun => "ring_overrun",
         }
     }
 }
@@ -116,10 +120,10 @@ impl Metrics {
     pub fn rejected(&self, why: Reject) -> u64 {
         self.rejected[why as usize].load(Relaxed)
     }
-    pub fn dropped(&self, why: Drop, n: u64) {
+    pub fn dropped(&self, why: DropReason, n: u64) {
         self.drops[why as usize].fetch_add(n, Relaxed);
     }
-    pub fn drops(&self, why: Drop) -> u64 {
+    pub fn drops(&self, why: DropReason) -> u64 {
         self.drops[why as usize].load(Relaxed)
     }
     pub fn client_error(&self, code: &str) {
@@ -222,7 +226,7 @@ impl Metrics {
             out,
             "# HELP odin_ws_drops_total Messages not delivered, by reason.\n# TYPE odin_ws_drops_total counter"
         );
-        for d in Drop::ALL {
+        for d in DropReason::ALL {
             let _ = writeln!(
                 out,
                 "odin_ws_drops_total{{reason=\"{}\"}} {}",

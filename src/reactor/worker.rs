@@ -22,7 +22,7 @@ use super::send_queue::{Pushed, QueueIo, SendQueue};
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
 use crate::config::Config;
-use crate::metrics::Drop;
+use crate::metrics::DropReason;
 use crate::shared::Shared;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -305,7 +305,9 @@ impl Worker {
             .ring
             .read_from(&mut self.cursor, RING_BATCH, &mut self.batch);
         if overrun > 0 {
-            self.shared.metrics.dropped(Drop::RingOverrun, overrun);
+            self.shared
+                .metrics
+                .dropped(DropReason::RingOverrun, overrun);
             log::warn!(
                 "worker {}: fell {overrun} broadcasts behind the ring and skipped them",
                 self.id
@@ -365,8 +367,10 @@ impl Worker {
         }
         self.batch = batch;
         self.batch.clear();
-        self.shared.metrics.dropped(Drop::Conflated, conflated);
-        self.shared.metrics.dropped(Drop::DropOldest, dropped);
+        self.shared
+            .metrics
+            .dropped(DropReason::Conflated, conflated);
+        self.shared.metrics.dropped(DropReason::DropOldest, dropped);
         for key in overflowed {
             if let Some(conn) = self.conns.get_mut(key)
                 && matches!(conn.state, State::Ws(_))
