@@ -13,8 +13,8 @@ use super::slab::Key;
 use super::worker::Worker;
 use crate::broadcast::text_frame;
 use crate::config::Config;
-use crate::endpoints::{self, RETRY_AFTER_SECS};
-use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head, upgrade_response};
+use crate::endpoints;
+use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head, upgrade};
 use crate::metrics::Reject;
 use crate::protocol;
 use crate::shared::Shared;
@@ -94,9 +94,7 @@ impl Worker {
         if metrics.connections.fetch_add(1, Relaxed) >= self.cfg.max_connections as u64 {
             metrics.connections.fetch_sub(1, Relaxed);
             metrics.reject(Reject::MaxConnections);
-            let resp = Response::text(503, "not accepting connections: max_connections\n")
-                .header("Retry-After", RETRY_AFTER_SECS.to_string());
-            return self.respond(key, resp, now);
+            return self.respond(key, upgrade::not_accepting(Reject::MaxConnections), now);
         }
         metrics.accepted.fetch_add(1, Relaxed);
         self.shared.live_ws.fetch_add(1, Relaxed);
@@ -156,121 +154,23 @@ impl Worker {
 fn route(cfg: &Config, shared: &Shared, req: &Request, rest: &[u8]) -> Route {
     let is_ws = req.path == cfg.ws_path;
     let is_echo = cfg.echo_path.as_deref() == Some(req.path.as_str());
-    if is_ws || is_echo {
-        return match check_upgrade(cfg, shared, req) {
-            Ok(()) => Route::Upgrade {
-                echo: is_echo,
-                answer: upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
-                head_len: req.head_len,
-            },
-            Err(resp) => Route::Respond(resp),
+    if !(is_ws || is_echo) {
+        return match endpoints::answer(shared, cfg, req, rest) {
+            Some(resp) => Route::Respond(resp),
+            None => Route::NeedBody,
         };
     }
-    shared.metrics.http_requests.fetch_add(1, Relaxed);
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/health") => Route::Respond(endpoints::health(shared)),
-        ("GET", "/metrics") => Route::Respond(endpoints::metrics(shared)),
-        ("POST", "/publish") if cfg.publish_token.is_some() => {
-            let token = cfg.publish_token.as_deref().unwrap_or_default();
-            if !endpoints::token_matches(req.header("Authorization"), token) {
-                return Route::Respond(
-                    Response::text(401, "missing or wrong bearer token\n")
-                        .header("WWW-Authenticate", "Bearer"),
-                );
+    match upgrade::check_upgrade(req, &cfg.allowed_origins, || shared.admission_closed()) {
+        Ok(()) => Route::Upgrade {
+            echo: is_echo,
+            answer: upgrade::upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
+            head_len: req.head_len,
+        },
+        Err(refusal) => {
+            if let Some(why) = refusal.reject_reason() {
+                shared.metrics.reject(why);
             }
-            let Some(len) = req.header("Content-Length") else {
-                return Route::Respond(Response::text(411, "Content-Length required\n"));
-            };
-            let Ok(len) = len.parse::<usize>() else {
-                return Route::Respond(Response::text(400, "bad Content-Length\n"));
-            };
-            if len > cfg.max_message_size {
-                return Route::Respond(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
-            }
-            if rest.len() < len {
-                return Route::NeedBody;
-            }
-            Route::Respond(endpoints::publish(shared, &rest[..len]))
+            Route::Respond(refusal.into_response())
         }
-        (_, "/health" | "/metrics") => {
-            Route::Respond(Response::text(405, "use GET\n").header("Allow", "GET"))
-        }
-        (_, "/publish") if cfg.publish_token.is_some() => {
-            Route::Respond(Response::text(405, "use POST\n").header("Allow", "POST"))
-        }
-        _ => Route::Respond(Response::text(404, "not found\n")),
-    }
-}
-
-/// The checks of RFC 6455 section 4.2.1, the Origin list and admission.
-fn check_upgrade(cfg: &Config, shared: &Shared, req: &Request) -> Result<(), Response> {
-    let upgrade_required = || {
-        Response::text(426, "this endpoint speaks WebSocket\n")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-    };
-    if !req.header_has_token("Upgrade", "websocket") {
-        return Err(upgrade_required());
-    }
-    if req.method != "GET" || req.minor_version < 1 {
-        return Err(Response::text(
-            400,
-            "WebSocket upgrade needs GET over HTTP/1.1\n",
-        ));
-    }
-    if !req.header_has_token("Connection", "upgrade") {
-        return Err(Response::text(
-            400,
-            "Connection header must include Upgrade\n",
-        ));
-    }
-    if req.header("Sec-WebSocket-Version") != Some("13") {
-        return Err(upgrade_required());
-    }
-    if !req.header("Sec-WebSocket-Key").is_some_and(valid_key) {
-        return Err(Response::text(
-            400,
-            "Sec-WebSocket-Key must be 16 bytes in base64\n",
-        ));
-    }
-    let origins = &cfg.allowed_origins;
-    if !origins.is_empty() {
-        let origin = req.header("Origin").unwrap_or_default();
-        if !origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
-            shared.metrics.reject(Reject::Origin);
-            return Err(Response::text(403, "origin not allowed\n"));
-        }
-    }
-    if let Some(why) = shared.admission_closed() {
-        shared.metrics.reject(why);
-        return Err(Response::text(
-            503,
-            &format!("not accepting connections: {}\n", why.as_str()),
-        )
-        .header("Retry-After", RETRY_AFTER_SECS.to_string()));
-    }
-    Ok(())
-}
-
-/// A Sec-WebSocket-Key is 16 bytes in base64: 22 characters and "==".
-fn valid_key(key: &str) -> bool {
-    let b = key.as_bytes();
-    b.len() == 24
-        && b.ends_with(b"==")
-        && b[..22]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_key;
-
-    #[test]
-    fn websocket_keys() {
-        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
-        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ="));
-        assert!(!valid_key("dGhlIHNhbXBsZSBub25j!Q=="));
-        assert!(!valid_key(""));
     }
 }
