@@ -11,6 +11,7 @@ use std::time::Duration;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use super::accounting::SocketCount;
 use crate::metrics::Reject;
 use crate::shared::{HANDOFF_CAPACITY, Shared};
 
@@ -202,8 +203,7 @@ impl Acceptor {
             }
             inbox.push(stream);
         }
-        w.load.fetch_add(1, Relaxed);
-        self.shared.metrics.sockets.fetch_add(1, Relaxed);
+        SocketCount::hand_off(&self.shared, i);
         if let Err(e) = w.waker.wake() {
             log::error!("acceptor: cannot wake worker {i}: {e}");
         }

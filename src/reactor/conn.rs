@@ -5,6 +5,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
+use super::accounting::{SocketCount, WsSlot};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::rate::TokenBucket;
@@ -13,6 +14,8 @@ pub struct Conn {
     pub stream: TcpStream,
     pub send: SendQueue,
     pub state: State,
+    /// Counts the socket out when the connection is dropped.
+    pub count: SocketCount,
     /// When the timer handler next needs to look at this connection.
     pub wake_at: Instant,
     /// Already in the worker's list of connections to flush this turn.
@@ -61,6 +64,8 @@ pub struct WsConn {
     pub rate: RateLimit,
     /// When the drain closes this connection.
     pub drain_at: Option<Instant>,
+    /// Given back when the connection starts closing (its state is replaced).
+    pub _slot: WsSlot,
 }
 
 /// Our last words are queued; once written, the write side is shut and what the
@@ -69,7 +74,6 @@ pub struct WsConn {
 pub struct Closing {
     pub until: Instant,
     pub write_shut: bool,
-    pub was_ws: bool,
 }
 
 /// The client message limit: a token bucket plus the count of refusals in a row.

@@ -2,12 +2,12 @@
 //! WebSocket, or one of the plain endpoints.
 
 use std::io::{self, Read};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use tungstenite::Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
+use super::accounting::WsSlot;
 use super::conn::{RateLimit, State, WsConn};
 use super::slab::Key;
 use super::worker::Worker;
@@ -89,15 +89,9 @@ impl Worker {
     }
 
     fn upgrade(&mut self, key: Key, echo: bool, answer: Vec<u8>, head_len: usize, now: Instant) {
-        let metrics = &self.shared.metrics;
-        // Claim a slot; two workers may race for the last one.
-        if metrics.connections.fetch_add(1, Relaxed) >= self.cfg.max_connections as u64 {
-            metrics.connections.fetch_sub(1, Relaxed);
-            metrics.reject(Reject::MaxConnections);
+        let Some(slot) = WsSlot::claim(&self.shared, self.cfg.max_connections) else {
             return self.respond(key, upgrade::not_accepting(Reject::MaxConnections), now);
-        }
-        metrics.accepted.fetch_add(1, Relaxed);
-        self.shared.live_ws.fetch_add(1, Relaxed);
+        };
         let session = self.next_session_id();
         let cfg = &self.cfg;
         let Some(conn) = self.conns.get_mut(key) else {
@@ -106,6 +100,7 @@ impl Worker {
         let State::Http(h) = &mut conn.state else {
             return;
         };
+        conn.count.count_websocket();
         conn.send.push_own(Bytes::from(answer));
         let leftover = h.buf[head_len..].to_vec();
         let ws_config = WebSocketConfig::default()
@@ -131,6 +126,7 @@ impl Worker {
             next_ping: now + cfg.ping_interval,
             rate: RateLimit::new(cfg.client_msg_rate, now),
             drain_at: None,
+            _slot: slot,
         };
         let next = ws.next_deadline(cfg.idle_timeout);
         conn.state = State::Ws(Box::new(ws));

@@ -16,6 +16,7 @@ use tungstenite::Bytes;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+use super::accounting::SocketCount;
 use super::conn::{Closing, Conn, HttpConn, State, Waiting};
 use super::patterns::Subscriptions;
 use super::send_queue::{Pushed, QueueIo, SendQueue};
@@ -161,6 +162,7 @@ impl Worker {
         let handle = &self.shared.workers[self.id];
         let sockets = std::mem::take(&mut *handle.inbox.lock().unwrap_or_else(|e| e.into_inner()));
         for mut stream in sockets {
+            let count = SocketCount::take_over(&self.shared, self.id);
             let key = self.conns.vacant_key();
             let token = Token(key as usize);
             if let Err(e) = self.poll.registry().register(
@@ -169,14 +171,13 @@ impl Worker {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log::warn!("worker {}: cannot register a socket: {e}", self.id);
-                handle.load.fetch_sub(1, Relaxed);
-                self.shared.metrics.sockets.fetch_sub(1, Relaxed);
                 continue;
             }
             let deadline = now + self.cfg.handshake_timeout;
             self.conns.insert(Conn {
                 stream,
                 send: SendQueue::default(),
+                count,
                 state: State::Http(HttpConn {
                     buf: Vec::new(),
                     deadline,
@@ -244,7 +245,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let was_ws = match &mut conn.state {
+        match &mut conn.state {
             State::Ws(ws) => {
                 if let Some((code, reason)) = code {
                     let frame = CloseFrame {
@@ -258,42 +259,31 @@ impl Worker {
                     let _ = ws.ctx.close(&mut io, Some(frame));
                 }
                 self.subs.remove_all(&mut ws.subscriptions, key);
-                self.shared.metrics.connections.fetch_sub(1, Relaxed);
-                true
             }
             State::Closing(_) => return,
-            State::Http(_) => false,
-        };
+            State::Http(_) => {}
+        }
         let until = now + CLOSE_LINGER;
+        // Replacing the state drops the WebSocket's slot.
         conn.state = State::Closing(Closing {
             until,
             write_shut: false,
-            was_ws,
         });
         self.schedule(key, until);
         self.mark_dirty(key);
     }
 
-    /// Drops the socket at once.
+    /// Drops the socket at once; its guards count it out.
     pub(super) fn remove(&mut self, key: Key) {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
+        // Closing the descriptor (dropping the stream) takes it out of the epoll
+        // set anyway, so a failed deregister changes nothing.
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let was_ws = match &mut conn.state {
-            State::Ws(ws) => {
-                self.subs.remove_all(&mut ws.subscriptions, key);
-                self.shared.metrics.connections.fetch_sub(1, Relaxed);
-                true
-            }
-            State::Closing(c) => c.was_ws,
-            State::Http(_) => false,
-        };
-        if was_ws {
-            self.shared.live_ws.fetch_sub(1, Relaxed);
+        if let State::Ws(ws) = &mut conn.state {
+            self.subs.remove_all(&mut ws.subscriptions, key);
         }
-        self.shared.metrics.sockets.fetch_sub(1, Relaxed);
-        self.shared.workers[self.id].load.fetch_sub(1, Relaxed);
     }
 
     /// Takes new broadcasts from the ring and queues each on every matching
