@@ -33,6 +33,9 @@ pub enum Effect {
     CloseAfterWrite,
     /// The peer is gone: drop the socket now.
     Remove,
+    /// An upgrade was refused for this Origin header (`None`: it had none):
+    /// warn, at a rate the log can bear.
+    RefusedOrigin(Option<String>),
 }
 
 /// The worker's reusable list: empty when a handler starts.

@@ -24,6 +24,9 @@ use crate::protocol;
 /// while from 128 it grows to about the frame's size.
 const WS_READ_BUFFER: usize = 128;
 
+/// Characters of a refused Origin header that reach the log.
+const MAX_LOGGED_ORIGIN: usize = 200;
+
 /// What a complete request head asks for.
 enum Route {
     /// A valid upgrade: the 101 answer is ready, the head is `head_len` bytes.
@@ -52,7 +55,7 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
             Route::Respond(Response::text(431, "request head over 8 KiB\n"))
         }
         Err(ParseError::Malformed(why)) => Route::Respond(Response::text(400, &format!("{why}\n"))),
-        Ok(Some(req)) => route(ctx, &req, &h.buf[req.head_len..]),
+        Ok(Some(req)) => route(ctx, &req, &h.buf[req.head_len..], out),
     };
     match route {
         Route::NeedBody => {}
@@ -92,7 +95,7 @@ fn read_request<S: Read>(stream: &mut S, buf: &mut Vec<u8>, ctx: &Context) -> io
     Ok(())
 }
 
-fn route(ctx: &Context, req: &Request, rest: &[u8]) -> Route {
+fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route {
     let is_ws = req.path == ctx.cfg.ws_path;
     let is_echo = ctx.cfg.echo_path.as_deref() == Some(req.path.as_str());
     if !(is_ws || is_echo) {
@@ -108,13 +111,21 @@ fn route(ctx: &Context, req: &Request, rest: &[u8]) -> Route {
             answer: upgrade::upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
             head_len: req.head_len,
         },
-        Err(refusal) => Route::Respond(refused(ctx, refusal)),
+        Err(refusal) => Route::Respond(refused(ctx, req, refusal, out)),
     }
 }
 
-fn refused(ctx: &Context, refusal: Refusal) -> Response {
+/// Counts the refusal; a refused Origin is also logged, since the browser
+/// shows its user only a failed connection (1006).
+fn refused(ctx: &Context, req: &Request, refusal: Refusal, out: &mut Effects) -> Response {
     if let Some(why) = refusal.reject_reason() {
         ctx.shared.metrics.reject(why);
+    }
+    if let Refusal::Origin = refusal {
+        let origin = req
+            .header("Origin")
+            .map(|o| o.chars().take(MAX_LOGGED_ORIGIN).collect());
+        out.push(Effect::RefusedOrigin(origin));
     }
     refusal.into_response()
 }
@@ -240,7 +251,11 @@ mod tests {
         let mut conn = test_conn(&ctx, request);
         let mut out = Effects::new();
         on_readable(&mut conn, &ctx, &mut out);
-        assert_eq!(out, [Effect::CloseAfterWrite]);
+        let origin = Some("https://evil.example".to_string());
+        assert_eq!(
+            out,
+            [Effect::RefusedOrigin(origin), Effect::CloseAfterWrite]
+        );
         assert!(answer(&mut conn).starts_with("HTTP/1.1 403 Forbidden\r\n"));
         assert_eq!(ctx.shared.metrics.rejected(Reject::Origin), 1);
         assert_eq!(ctx.shared.metrics.connections.load(Relaxed), 0);

@@ -10,6 +10,7 @@ mod conn;
 mod delivery;
 mod effect;
 mod http_conn;
+mod log_throttle;
 mod patterns;
 mod send_queue;
 mod slab;

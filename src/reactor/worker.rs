@@ -19,6 +19,7 @@ use super::accounting::SocketCount;
 use super::conn::{Conn, State, Waiting};
 use super::delivery::Delivery;
 use super::effect::{Context, Effect, Effects};
+use super::log_throttle::LogThrottle;
 use super::patterns::Subscriptions;
 use super::slab::{Key, Slab};
 use super::{closing, http_conn, ws_conn};
@@ -30,6 +31,8 @@ pub const WAKE_TOKEN: Token = Token(usize::MAX);
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Consecutive poll failures after which the worker gives up rather than spin.
 const MAX_POLL_ERRORS: u32 = 16;
+/// At most one warning about refused Origins per worker this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     id: usize,
@@ -47,6 +50,8 @@ pub struct Worker {
     read_again: Vec<Key>,
     /// The handlers' effects, applied and cleared after each call.
     effects: Effects,
+    /// Keeps a stream of refused Origins to one warning a second.
+    origin_refusals: LogThrottle,
     drain_started: bool,
     next_stats: Instant,
 }
@@ -65,6 +70,7 @@ impl Worker {
             dirty: Vec::new(),
             read_again: Vec::new(),
             effects: Effects::new(),
+            origin_refusals: LogThrottle::new(REFUSAL_LOG_INTERVAL),
             drain_started: false,
             next_stats: Instant::now(),
         }
@@ -196,6 +202,7 @@ impl Worker {
                 Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
                 Effect::CloseAfterWrite => self.begin_close(key, None),
                 Effect::Remove => self.remove(key),
+                Effect::RefusedOrigin(origin) => self.log_refused_origin(key, origin),
             }
         }
         self.effects = effects;
@@ -264,6 +271,29 @@ impl Worker {
         if let State::Ws(ws) = &mut conn.state {
             self.subs.remove_all(&mut ws.subscriptions, key);
         }
+    }
+
+    /// One warning a second at most, naming the Origin and the peer.
+    fn log_refused_origin(&mut self, key: Key, origin: Option<String>) {
+        let Some(held_back) = self.origin_refusals.note(self.ctx.now) else {
+            return;
+        };
+        let peer = match self.conns.get(key).map(|c| c.stream.peer_addr()) {
+            Some(Ok(addr)) => addr.to_string(),
+            _ => "a peer already gone".into(),
+        };
+        let why = match &origin {
+            Some(origin) => format!("Origin {origin:?} is not in WS_ALLOWED_ORIGINS"),
+            None => "no Origin header, and WS_ALLOWED_ORIGINS is set".into(),
+        };
+        let more = match held_back {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last such line)"),
+        };
+        log::warn!(
+            "worker {}: refused a WebSocket from {peer}: {why}{more}",
+            self.id
+        );
     }
 
     /// Queues new broadcasts; connections over their bound close with 1013.
