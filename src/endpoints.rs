@@ -1,4 +1,5 @@
-//! The plain HTTP endpoints: /health, /metrics and POST /publish.
+//! The plain HTTP endpoints: /health, /metrics and POST /publish, from a parsed
+//! request to its answer. The WebSocket upgrade is the reactor's (http::upgrade).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -7,14 +8,30 @@ use serde_json::value::RawValue;
 
 use crate::broadcast::MessageBody;
 use crate::channel;
-use crate::http::Response;
+use crate::config::Config;
+use crate::http::{Request, Response};
 use crate::metrics::Reject;
 use crate::shared::Shared;
 
-/// Seconds a refused client is asked to wait before trying again.
-pub const RETRY_AFTER_SECS: u32 = 5;
+/// The answer to a request for anything but the WebSocket paths; `None` while a
+/// publish body is still arriving. `body` is what followed the head so far.
+pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Option<Response> {
+    shared.metrics.http_requests.fetch_add(1, Relaxed);
+    let publish_enabled = cfg.publish_token.is_some();
+    let resp = match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/health") => health(shared),
+        ("GET", "/metrics") => metrics(shared),
+        ("POST", "/publish") if publish_enabled => return publish_request(shared, cfg, req, body),
+        (_, "/health" | "/metrics") => Response::text(405, "use GET\n").header("Allow", "GET"),
+        (_, "/publish") if publish_enabled => {
+            Response::text(405, "use POST\n").header("Allow", "POST")
+        }
+        _ => Response::text(404, "not found\n"),
+    };
+    Some(resp)
+}
 
-pub fn health(shared: &Shared) -> Response {
+fn health(shared: &Shared) -> Response {
     let cfg = shared.config();
     let closed = shared.admission_closed();
     let status = match closed {
@@ -26,7 +43,7 @@ pub fn health(shared: &Shared) -> Response {
     let mut body = serde_json::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
-        "build": option_env!("ODIN_WS_BUILD").unwrap_or("dev"),
+        "build": crate::sysinfo::BUILD,
         "instance": shared.instance,
         "connections": shared.metrics.connections.load(Relaxed),
         "max_connections": cfg.max_connections,
@@ -43,13 +60,13 @@ pub fn health(shared: &Shared) -> Response {
     let code = if closed.is_some() { 503 } else { 200 };
     let resp = Response::json(code, body.to_string());
     if closed.is_some() {
-        resp.header("Retry-After", RETRY_AFTER_SECS.to_string())
+        resp.retry_later()
     } else {
         resp
     }
 }
 
-pub fn metrics(shared: &Shared) -> Response {
+fn metrics(shared: &Shared) -> Response {
     let m = &shared.metrics;
     let sum =
         |f: fn(&crate::shared::WorkerHandle) -> u64| shared.workers.iter().map(f).sum::<u64>();
@@ -78,8 +95,31 @@ struct PublishBody<'a> {
     data: Box<RawValue>,
 }
 
-/// POST /publish with `body` complete. The token was checked by the caller.
-pub fn publish(shared: &Shared, body: &[u8]) -> Response {
+/// POST /publish: the bearer token, then the declared length (at most
+/// WS_MAX_MESSAGE_SIZE), then the body once it is all there.
+fn publish_request(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Option<Response> {
+    let token = cfg.publish_token.as_deref().unwrap_or_default();
+    if !token_matches(req.header("Authorization"), token) {
+        return Some(
+            Response::text(401, "missing or wrong bearer token\n")
+                .header("WWW-Authenticate", "Bearer"),
+        );
+    }
+    let Some(len) = req.header("Content-Length") else {
+        return Some(Response::text(411, "Content-Length required\n"));
+    };
+    let Ok(len) = len.parse::<usize>() else {
+        return Some(Response::text(400, "bad Content-Length\n"));
+    };
+    if len > cfg.max_message_size {
+        return Some(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
+    }
+    let body = body.get(..len)?;
+    Some(publish(shared, body))
+}
+
+/// A complete, authorized publish body.
+fn publish(shared: &Shared, body: &[u8]) -> Response {
     let parsed: PublishBody = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -108,7 +148,7 @@ pub fn publish(shared: &Shared, body: &[u8]) -> Response {
         }
         if let Err(e) = publish_to_nats(shared, &parsed.channel, parsed.data.get()) {
             return Response::json(503, serde_json::json!({ "error": e }).to_string())
-                .header("Retry-After", RETRY_AFTER_SECS.to_string());
+                .retry_later();
         }
     } else {
         let data: Box<str> = parsed.data.get().into();
@@ -133,7 +173,7 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// Compares a bearer token without an early exit on the first differing byte.
-pub fn token_matches(header: Option<&str>, token: &str) -> bool {
+fn token_matches(header: Option<&str>, token: &str) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };

@@ -43,7 +43,7 @@ impl Reject {
 
 /// Why a message meant for a client was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Replaced by a newer message of the same channel (slow consumer, conflate).
     Conflated,
     /// Oldest queued message dropped (slow consumer, drop_oldest).
@@ -52,13 +52,17 @@ pub enum Drop {
     RingOverrun,
 }
 
-impl Drop {
-    pub const ALL: [Drop; 3] = [Drop::Conflated, Drop::DropOldest, Drop::RingOverrun];
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Conflated,
+        DropReason::DropOldest,
+        DropReason::RingOverrun,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
-            Drop::Conflated => "conflated",
-            Drop::DropOldest => "drop_oldest",
-            Drop::RingOverrun => "ring_overrun",
+            DropReason::Conflated => "conflated",
+            DropReason::DropOldest => "drop_oldest",
+            DropReason::RingOverrun => "ring_overrun",
         }
     }
 }
@@ -111,17 +115,15 @@ impl Metrics {
     pub fn rejected(&self, why: Reject) -> u64 {
         self.rejected[why as usize].load(Relaxed)
     }
-    pub fn dropped(&self, why: Drop, n: u64) {
+    pub fn dropped(&self, why: DropReason, n: u64) {
         self.drops[why as usize].fetch_add(n, Relaxed);
     }
-    pub fn drops(&self, why: Drop) -> u64 {
+    pub fn drops(&self, why: DropReason) -> u64 {
         self.drops[why as usize].load(Relaxed)
     }
-    /// Counts an error frame by its code's name (`ErrorCode::as_str`); other names are ignored.
-    pub fn client_error(&self, code: &str) {
-        if let Some(code) = ErrorCode::ALL.iter().find(|c| c.as_str() == code) {
-            self.client_errors[*code as usize].fetch_add(1, Relaxed);
-        }
+    /// Counts an error frame by its code.
+    pub fn client_error(&self, code: ErrorCode) {
+        self.client_errors[code as usize].fetch_add(1, Relaxed);
     }
     pub fn observe_latency(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -323,7 +325,7 @@ const FAMILIES: &[Family] = &[
         samples: Samples::Labelled {
             label: "reason",
             values: |m| {
-                Drop::ALL
+                DropReason::ALL
                     .iter()
                     .map(|&d| (d.as_str(), m.drops(d)))
                     .collect()
@@ -456,8 +458,7 @@ mod tests {
     #[test]
     fn client_errors_have_one_sample_per_code() {
         let m = Metrics::default();
-        m.client_error(ErrorCode::TooManySubscriptions.as_str());
-        m.client_error("no_such_code");
+        m.client_error(ErrorCode::TooManySubscriptions);
         let text = m.render();
         for code in ErrorCode::ALL {
             let n = u64::from(code == ErrorCode::TooManySubscriptions);

@@ -51,8 +51,7 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
         let worker = Worker::new(id, poll, Arc::clone(&shared));
         spawn(&format!("worker-{id}"), move || worker.run())?;
     }
-    let (acceptor, _acceptor_waker) =
-        Acceptor::new(listener, Arc::clone(&shared)).map_err(|e| e.to_string())?;
+    let acceptor = Acceptor::new(listener, Arc::clone(&shared)).map_err(|e| e.to_string())?;
     spawn("acceptor", move || acceptor.run())?;
     let monitor_shared = Arc::clone(&shared);
     spawn("monitor", move || monitor::run(&monitor_shared))?;

@@ -3,6 +3,7 @@
 
 mod head;
 mod response;
+pub mod upgrade;
 
 pub use head::{MAX_HEAD_BYTES, ParseError, Request, parse_head};
-pub use response::{Response, upgrade_response};
+pub use response::{RETRY_AFTER_SECS, Response};

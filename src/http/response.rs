@@ -1,6 +1,7 @@
 //! Builds complete HTTP responses as bytes ready for a send queue.
 
-use tungstenite::handshake::derive_accept_key;
+/// Seconds a refused client is asked to wait before trying again.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug)]
 pub struct Response {
@@ -35,6 +36,11 @@ impl Response {
         self
     }
 
+    /// Asks the client to come back in RETRY_AFTER_SECS (with a 503).
+    pub fn retry_later(self) -> Response {
+        self.header("Retry-After", RETRY_AFTER_SECS.to_string())
+    }
+
     pub fn body(mut self, body: Vec<u8>) -> Response {
         self.body = body;
         self
@@ -53,15 +59,6 @@ impl Response {
         bytes.extend_from_slice(&self.body);
         bytes
     }
-}
-
-/// The 101 answer to a valid upgrade request carrying `key`.
-pub fn upgrade_response(key: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    )
-    .into_bytes()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -87,12 +84,6 @@ fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_key_from_rfc6455() {
-        let text = String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
-        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-    }
 
     #[test]
     fn response_has_length_and_close() {

@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
+use super::accounting::SocketCount;
 use crate::metrics::Reject;
 use crate::shared::{HANDOFF_CAPACITY, Shared};
 
 const LISTENER: Token = Token(0);
-pub const ACCEPTOR_WAKE: Token = Token(1);
 /// Kernel accept backlog asked for; the kernel caps it at net.core.somaxconn.
 /// A connection storm waits here rather than being refused.
 const BACKLOG: i32 = 65_535;
@@ -98,17 +98,34 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (storage, len as libc::socklen_t)
 }
 
+/// Small frames go out at once rather than waiting to fill a segment. Like the
+/// send buffer below, a failure only costs latency: logged once, socket served.
+fn set_nodelay(stream: &mio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| log::warn!("acceptor: cannot set TCP_NODELAY on client sockets: {e}"));
+    }
+}
+
+/// Caps the kernel send buffer. A failure costs only memory (the kernel keeps
+/// autotuning), so the socket is served anyway; the reason is logged once, as every
+/// socket after it would fail the same way.
 fn set_send_buffer(stream: &mio::net::TcpStream) {
     let size = SOCKET_SEND_BUFFER;
     // SAFETY: setsockopt on a socket we own, with a correctly sized value.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             std::os::fd::AsRawFd::as_raw_fd(stream),
             libc::SOL_SOCKET,
             libc::SO_SNDBUF,
             &size as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        )
+    };
+    if rc < 0 {
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        let e = io::Error::last_os_error();
+        LOGGED.call_once(|| log::warn!("acceptor: cannot set SO_SNDBUF on client sockets: {e}"));
     }
 }
 
@@ -119,19 +136,15 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    pub fn new(mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<(Acceptor, Waker)> {
+    pub fn new(mut listener: TcpListener, shared: Arc<Shared>) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Waker::new(poll.registry(), ACCEPTOR_WAKE)?;
-        Ok((
-            Acceptor {
-                poll,
-                listener,
-                shared,
-            },
-            waker,
-        ))
+        Ok(Acceptor {
+            poll,
+            listener,
+            shared,
+        })
     }
 
     pub fn run(mut self) {
@@ -160,7 +173,7 @@ impl Acceptor {
                         drop(stream);
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
+                    set_nodelay(&stream);
                     set_send_buffer(&stream);
                     self.hand_off(stream);
                 }
@@ -190,8 +203,7 @@ impl Acceptor {
             }
             inbox.push(stream);
         }
-        w.load.fetch_add(1, Relaxed);
-        self.shared.metrics.sockets.fetch_add(1, Relaxed);
+        SocketCount::hand_off(&self.shared, i);
         if let Err(e) = w.waker.wake() {
             log::error!("acceptor: cannot wake worker {i}: {e}");
         }

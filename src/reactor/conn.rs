@@ -1,18 +1,23 @@
-//! One socket's state: reading an HTTP request, an open WebSocket, or closing.
+//! One socket's state: reading an HTTP request, an open WebSocket, or closing;
+//! plus the worker's bookkeeping for it (timer, flush lists, write delay).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
+use super::accounting::{SocketCount, WsSlot};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::rate::TokenBucket;
 
-pub struct Conn {
-    pub stream: TcpStream,
+/// Generic over the stream so the handlers run in unit tests without a socket.
+pub struct Conn<S = TcpStream> {
+    pub stream: S,
     pub send: SendQueue,
     pub state: State,
+    /// Counts the socket out when the connection is dropped.
+    pub count: SocketCount,
     /// When the timer handler next needs to look at this connection.
     pub wake_at: Instant,
     /// Already in the worker's list of connections to flush this turn.
@@ -23,6 +28,32 @@ pub struct Conn {
     pub last_flush: Instant,
     /// When the oldest broadcast queued since the last flush was received.
     pub pending_since: Option<Instant>,
+}
+
+impl<S> Conn<S> {
+    /// A fresh socket, reading its request until `now + handshake_timeout`.
+    pub fn new(
+        stream: S,
+        count: SocketCount,
+        now: Instant,
+        handshake_timeout: Duration,
+    ) -> Conn<S> {
+        let deadline = now + handshake_timeout;
+        Conn {
+            stream,
+            send: SendQueue::default(),
+            state: State::Http(HttpConn {
+                buf: Vec::new(),
+                deadline,
+            }),
+            count,
+            wake_at: deadline,
+            dirty: false,
+            broadcasts: Waiting::No,
+            last_flush: now,
+            pending_since: None,
+        }
+    }
 }
 
 /// A connection's queued broadcasts are in at most one of the worker's lists.
@@ -61,6 +92,8 @@ pub struct WsConn {
     pub rate: RateLimit,
     /// When the drain closes this connection.
     pub drain_at: Option<Instant>,
+    /// Given back when the connection starts closing (its state is replaced).
+    pub _slot: WsSlot,
 }
 
 /// Our last words are queued; once written, the write side is shut and what the
@@ -69,7 +102,6 @@ pub struct WsConn {
 pub struct Closing {
     pub until: Instant,
     pub write_shut: bool,
-    pub was_ws: bool,
 }
 
 /// The client message limit: a token bucket plus the count of refusals in a row.
@@ -100,7 +132,7 @@ impl RateLimit {
 
 impl WsConn {
     /// The next moment the timer handler must run for this connection.
-    pub fn next_deadline(&self, idle_timeout: std::time::Duration) -> Instant {
+    pub fn next_deadline(&self, idle_timeout: Duration) -> Instant {
         let idle = self.last_read + idle_timeout;
         let t = self.next_ping.min(idle);
         match self.drain_at {
@@ -113,7 +145,6 @@ impl WsConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn rate_limit_allows_a_second_of_burst_then_refills() {

@@ -1,23 +1,20 @@
-//! Reading a request on a fresh socket and answering it: the upgrade to a
-//! WebSocket, or one of the plain endpoints.
+//! A fresh socket: reads its request and answers it, either by upgrading it to a
+//! WebSocket or with one of the plain endpoints (then closing).
 
 use std::io::{self, Read};
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 use tungstenite::Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-use super::conn::{RateLimit, State, WsConn};
-use super::slab::Key;
-use super::worker::Worker;
+use super::accounting::WsSlot;
+use super::conn::{Conn, RateLimit, State, WsConn};
+use super::effect::{Context, Effect, Effects};
 use crate::broadcast::text_frame;
-use crate::config::Config;
-use crate::endpoints::{self, RETRY_AFTER_SECS};
-use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head, upgrade_response};
+use crate::endpoints;
+use crate::http::upgrade::{self, Refusal};
+use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head};
 use crate::metrics::Reject;
 use crate::protocol;
-use crate::shared::Shared;
 
 /// tungstenite's read buffer per connection. Client messages are small
 /// subscribe requests; 128 KiB (the default) times thousands of sockets is not.
@@ -27,6 +24,10 @@ use crate::shared::Shared;
 /// while from 128 it grows to about the frame's size.
 const WS_READ_BUFFER: usize = 128;
 
+/// Characters of a refused Origin header that reach the log.
+const MAX_LOGGED_ORIGIN: usize = 200;
+
+/// What a complete request head asks for.
 enum Route {
     /// A valid upgrade: the 101 answer is ready, the head is `head_len` bytes.
     Upgrade {
@@ -39,238 +40,278 @@ enum Route {
     NeedBody,
 }
 
-impl Worker {
-    pub(super) fn read_http(&mut self, key: Key, now: Instant) {
-        let max_body = self.cfg.max_message_size;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let State::Http(h) = &mut conn.state else {
-            return;
-        };
-        let cap = MAX_HEAD_BYTES + max_body;
-        let mut chunk = [0u8; 4096];
-        while h.buf.len() < cap {
-            let want = chunk.len().min(cap - h.buf.len());
-            match conn.stream.read(&mut chunk[..want]) {
-                Ok(0) => return self.remove(key),
-                Ok(n) => h.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.remove(key),
-            }
-        }
-        let route = match parse_head(&h.buf) {
-            Ok(None) => return,
-            Err(ParseError::TooLarge) => {
-                Route::Respond(Response::text(431, "request head over 8 KiB\n"))
-            }
-            Err(ParseError::Malformed(why)) => {
-                Route::Respond(Response::text(400, &format!("{why}\n")))
-            }
-            Ok(Some(req)) => route(&self.cfg, &self.shared, &req, &h.buf[req.head_len..]),
-        };
-        match route {
-            Route::NeedBody => {}
-            Route::Respond(resp) => self.respond(key, resp, now),
-            Route::Upgrade {
-                echo,
-                answer,
-                head_len,
-            } => self.upgrade(key, echo, answer, head_len, now),
-        }
-    }
-
-    fn respond(&mut self, key: Key, resp: Response, now: Instant) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.send.push_own(Bytes::from(resp.to_bytes()));
-        }
-        self.begin_close(key, None, now);
-    }
-
-    fn upgrade(&mut self, key: Key, echo: bool, answer: Vec<u8>, head_len: usize, now: Instant) {
-        let metrics = &self.shared.metrics;
-        // Claim a slot; two workers may race for the last one.
-        if metrics.connections.fetch_add(1, Relaxed) >= self.cfg.max_connections as u64 {
-            metrics.connections.fetch_sub(1, Relaxed);
-            metrics.reject(Reject::MaxConnections);
-            let resp = Response::text(503, "not accepting connections: max_connections\n")
-                .header("Retry-After", RETRY_AFTER_SECS.to_string());
-            return self.respond(key, resp, now);
-        }
-        metrics.accepted.fetch_add(1, Relaxed);
-        self.shared.live_ws.fetch_add(1, Relaxed);
-        let session = self.next_session_id();
-        let cfg = &self.cfg;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let State::Http(h) = &mut conn.state else {
-            return;
-        };
-        conn.send.push_own(Bytes::from(answer));
-        let leftover = h.buf[head_len..].to_vec();
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(WS_READ_BUFFER)
-            .write_buffer_size(0)
-            .max_message_size(Some(cfg.max_message_size))
-            .max_frame_size(Some(cfg.max_message_size));
-        let ctx = WebSocketContext::from_partially_read(leftover, Role::Server, Some(ws_config));
-        if !echo {
-            let welcome = protocol::welcome(
-                &session,
-                &self.shared.instance,
-                cfg.ping_interval.as_millis(),
-            );
-            conn.send.push_own(text_frame(welcome.into_bytes()));
-        }
-        let ws = WsConn {
-            ctx,
-            echo,
-            subscriptions: Vec::new(),
-            last_pos: None,
-            last_read: now,
-            next_ping: now + cfg.ping_interval,
-            rate: RateLimit::new(cfg.client_msg_rate, now),
-            drain_at: None,
-        };
-        let next = ws.next_deadline(cfg.idle_timeout);
-        conn.state = State::Ws(Box::new(ws));
-        self.schedule(key, next);
-        self.mark_dirty(key);
-        // Frames sent right behind the request are already buffered.
-        self.read_again.push(key);
-    }
-
-    fn next_session_id(&mut self) -> String {
-        // xorshift64: unique enough to tell sessions apart in logs; not a secret.
-        let mut x = self.session_seed;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.session_seed = x;
-        format!("{:016x}", x)
-    }
-}
-
-fn route(cfg: &Config, shared: &Shared, req: &Request, rest: &[u8]) -> Route {
-    let is_ws = req.path == cfg.ws_path;
-    let is_echo = cfg.echo_path.as_deref() == Some(req.path.as_str());
-    if is_ws || is_echo {
-        return match check_upgrade(cfg, shared, req) {
-            Ok(()) => Route::Upgrade {
-                echo: is_echo,
-                answer: upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
-                head_len: req.head_len,
-            },
-            Err(resp) => Route::Respond(resp),
-        };
-    }
-    shared.metrics.http_requests.fetch_add(1, Relaxed);
-    match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/health") => Route::Respond(endpoints::health(shared)),
-        ("GET", "/metrics") => Route::Respond(endpoints::metrics(shared)),
-        ("POST", "/publish") if cfg.publish_token.is_some() => {
-            let token = cfg.publish_token.as_deref().unwrap_or_default();
-            if !endpoints::token_matches(req.header("Authorization"), token) {
-                return Route::Respond(
-                    Response::text(401, "missing or wrong bearer token\n")
-                        .header("WWW-Authenticate", "Bearer"),
-                );
-            }
-            let Some(len) = req.header("Content-Length") else {
-                return Route::Respond(Response::text(411, "Content-Length required\n"));
-            };
-            let Ok(len) = len.parse::<usize>() else {
-                return Route::Respond(Response::text(400, "bad Content-Length\n"));
-            };
-            if len > cfg.max_message_size {
-                return Route::Respond(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
-            }
-            if rest.len() < len {
-                return Route::NeedBody;
-            }
-            Route::Respond(endpoints::publish(shared, &rest[..len]))
-        }
-        (_, "/health" | "/metrics") => {
-            Route::Respond(Response::text(405, "use GET\n").header("Allow", "GET"))
-        }
-        (_, "/publish") if cfg.publish_token.is_some() => {
-            Route::Respond(Response::text(405, "use POST\n").header("Allow", "POST"))
-        }
-        _ => Route::Respond(Response::text(404, "not found\n")),
-    }
-}
-
-/// The checks of RFC 6455 section 4.2.1, the Origin list and admission.
-fn check_upgrade(cfg: &Config, shared: &Shared, req: &Request) -> Result<(), Response> {
-    let upgrade_required = || {
-        Response::text(426, "this endpoint speaks WebSocket\n")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
+/// Reads what the socket has; once the head (and a publish body) is complete,
+/// answers it.
+pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    let State::Http(h) = &mut conn.state else {
+        return;
     };
-    if !req.header_has_token("Upgrade", "websocket") {
-        return Err(upgrade_required());
+    if read_request(&mut conn.stream, &mut h.buf, ctx).is_err() {
+        return out.push(Effect::Remove);
     }
-    if req.method != "GET" || req.minor_version < 1 {
-        return Err(Response::text(
-            400,
-            "WebSocket upgrade needs GET over HTTP/1.1\n",
-        ));
-    }
-    if !req.header_has_token("Connection", "upgrade") {
-        return Err(Response::text(
-            400,
-            "Connection header must include Upgrade\n",
-        ));
-    }
-    if req.header("Sec-WebSocket-Version") != Some("13") {
-        return Err(upgrade_required());
-    }
-    if !req.header("Sec-WebSocket-Key").is_some_and(valid_key) {
-        return Err(Response::text(
-            400,
-            "Sec-WebSocket-Key must be 16 bytes in base64\n",
-        ));
-    }
-    let origins = &cfg.allowed_origins;
-    if !origins.is_empty() {
-        let origin = req.header("Origin").unwrap_or_default();
-        if !origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
-            shared.metrics.reject(Reject::Origin);
-            return Err(Response::text(403, "origin not allowed\n"));
+    let route = match parse_head(&h.buf) {
+        Ok(None) => return,
+        Err(ParseError::TooLarge) => {
+            Route::Respond(Response::text(431, "request head over 8 KiB\n"))
         }
+        Err(ParseError::Malformed(why)) => Route::Respond(Response::text(400, &format!("{why}\n"))),
+        Ok(Some(req)) => route(ctx, &req, &h.buf[req.head_len..], out),
+    };
+    match route {
+        Route::NeedBody => {}
+        Route::Respond(resp) => respond(conn, resp, out),
+        Route::Upgrade {
+            echo,
+            answer,
+            head_len,
+        } => upgrade(conn, ctx, echo, answer, head_len, out),
     }
-    if let Some(why) = shared.admission_closed() {
-        shared.metrics.reject(why);
-        return Err(Response::text(
-            503,
-            &format!("not accepting connections: {}\n", why.as_str()),
-        )
-        .header("Retry-After", RETRY_AFTER_SECS.to_string()));
+}
+
+/// A request still incomplete at its deadline is dropped without an answer.
+pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    if let State::Http(h) = &conn.state
+        && ctx.now >= h.deadline
+    {
+        out.push(Effect::Remove);
+    }
+}
+
+/// Appends what the socket holds to `buf`, up to a head and the largest body.
+/// `Err` when the peer hung up or the socket failed.
+fn read_request<S: Read>(stream: &mut S, buf: &mut Vec<u8>, ctx: &Context) -> io::Result<()> {
+    let cap = MAX_HEAD_BYTES + ctx.cfg.max_message_size;
+    let mut chunk = [0u8; 4096];
+    while buf.len() < cap {
+        let want = chunk.len().min(cap - buf.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
 
-/// A Sec-WebSocket-Key is 16 bytes in base64: 22 characters and "==".
-fn valid_key(key: &str) -> bool {
-    let b = key.as_bytes();
-    b.len() == 24
-        && b.ends_with(b"==")
-        && b[..22]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route {
+    let is_ws = req.path == ctx.cfg.ws_path;
+    let is_echo = ctx.cfg.echo_path.as_deref() == Some(req.path.as_str());
+    if !(is_ws || is_echo) {
+        return match endpoints::answer(&ctx.shared, &ctx.cfg, req, rest) {
+            Some(resp) => Route::Respond(resp),
+            None => Route::NeedBody,
+        };
+    }
+    let admission = || ctx.shared.admission_closed();
+    match upgrade::check_upgrade(req, &ctx.cfg.allowed_origins, admission) {
+        Ok(()) => Route::Upgrade {
+            echo: is_echo,
+            answer: upgrade::upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
+            head_len: req.head_len,
+        },
+        Err(refusal) => Route::Respond(refused(ctx, req, refusal, out)),
+    }
+}
+
+/// Counts the refusal; a refused Origin is also logged, since the browser
+/// shows its user only a failed connection (1006).
+fn refused(ctx: &Context, req: &Request, refusal: Refusal, out: &mut Effects) -> Response {
+    if let Some(why) = refusal.reject_reason() {
+        ctx.shared.metrics.reject(why);
+    }
+    if let Refusal::Origin = refusal {
+        let origin = req
+            .header("Origin")
+            .map(|o| o.chars().take(MAX_LOGGED_ORIGIN).collect());
+        out.push(Effect::RefusedOrigin(origin));
+    }
+    refusal.into_response()
+}
+
+/// Queues the answer; the socket closes once it is written.
+fn respond<S>(conn: &mut Conn<S>, resp: Response, out: &mut Effects) {
+    conn.send.push_own(Bytes::from(resp.to_bytes()));
+    out.push(Effect::CloseAfterWrite);
+}
+
+/// Takes a WebSocket slot, queues the 101 (and the welcome) and opens the
+/// connection; frames sent right behind the request are already buffered.
+fn upgrade<S>(
+    conn: &mut Conn<S>,
+    ctx: &Context,
+    echo: bool,
+    answer: Vec<u8>,
+    head_len: usize,
+    out: &mut Effects,
+) {
+    let Some(slot) = WsSlot::claim(&ctx.shared, ctx.cfg.max_connections) else {
+        return respond(conn, upgrade::not_accepting(Reject::MaxConnections), out);
+    };
+    let State::Http(h) = &mut conn.state else {
+        return;
+    };
+    let leftover = h.buf[head_len..].to_vec();
+    conn.count.count_websocket();
+    conn.send.push_own(Bytes::from(answer));
+    if !echo {
+        let cfg = &ctx.cfg;
+        let session = ctx.next_session_id();
+        let welcome = protocol::welcome(
+            &session,
+            &ctx.shared.instance,
+            cfg.ping_interval.as_millis(),
+        );
+        conn.send.push_own(text_frame(welcome.into_bytes()));
+    }
+    let ws = open_websocket(ctx, echo, leftover, slot);
+    out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
+    out.push(Effect::Flush);
+    out.push(Effect::ReadAgain);
+    conn.state = State::Ws(Box::new(ws));
+}
+
+fn open_websocket(ctx: &Context, echo: bool, leftover: Vec<u8>, slot: WsSlot) -> WsConn {
+    let (cfg, now) = (&ctx.cfg, ctx.now);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(cfg.max_message_size))
+        .max_frame_size(Some(cfg.max_message_size));
+    WsConn {
+        ctx: WebSocketContext::from_partially_read(leftover, Role::Server, Some(ws_config)),
+        echo,
+        subscriptions: Vec::new(),
+        last_pos: None,
+        last_read: now,
+        next_ping: now + cfg.ping_interval,
+        rate: RateLimit::new(cfg.client_msg_rate, now),
+        drain_at: None,
+        _slot: slot,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::valid_key;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::reactor::testing::{Wire, test_conn, test_context, upgrade_request};
+
+    fn answer(conn: &mut Conn<Wire>) -> String {
+        String::from_utf8_lossy(&conn.sent_bytes()).into_owned()
+    }
 
     #[test]
-    fn websocket_keys() {
-        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
-        assert!(!valid_key("dGhlIHNhbXBsZSBub25jZQ="));
-        assert!(!valid_key("dGhlIHNhbXBsZSBub25j!Q=="));
-        assert!(!valid_key(""));
+    fn an_upgrade_opens_a_websocket_with_a_welcome() {
+        let ctx = test_context(&[]);
+        let mut conn = test_conn(&ctx, upgrade_request("/ws", ""));
+        let mut out = Effects::new();
+        on_readable(&mut conn, &ctx, &mut out);
+        let State::Ws(ws) = &conn.state else {
+            panic!("not upgraded");
+        };
+        let deadline = ws.next_deadline(ctx.cfg.idle_timeout);
+        assert_eq!(
+            out,
+            [Effect::WakeAt(deadline), Effect::Flush, Effect::ReadAgain]
+        );
+        let text = answer(&mut conn);
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(text.contains("\"type\":\"welcome\""));
+        let (m, shared) = (&ctx.shared.metrics, &ctx.shared);
+        assert_eq!(m.connections.load(Relaxed), 1);
+        assert_eq!(shared.live_ws.load(Relaxed), 1);
+        drop(conn);
+        assert_eq!(m.connections.load(Relaxed), 0);
+        assert_eq!(shared.live_ws.load(Relaxed), 0);
+        assert_eq!(m.sockets.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_head_in_pieces_waits_for_the_rest() {
+        let ctx = test_context(&[]);
+        let request = upgrade_request("/ws", "");
+        let (first, rest) = request.split_at(20);
+        let mut conn = test_conn(&ctx, first.to_vec());
+        let mut out = Effects::new();
+        on_readable(&mut conn, &ctx, &mut out);
+        assert!(out.is_empty() && conn.send.is_empty());
+        conn.stream.give(rest);
+        on_readable(&mut conn, &ctx, &mut out);
+        assert!(matches!(conn.state, State::Ws(_)));
+    }
+
+    #[test]
+    fn a_refused_origin_gets_403_and_is_counted() {
+        let ctx = test_context(&[("WS_ALLOWED_ORIGINS", "https://app.example")]);
+        let request = upgrade_request("/ws", "Origin: https://evil.example\r\n");
+        let mut conn = test_conn(&ctx, request);
+        let mut out = Effects::new();
+        on_readable(&mut conn, &ctx, &mut out);
+        let origin = Some("https://evil.example".to_string());
+        assert_eq!(
+            out,
+            [Effect::RefusedOrigin(origin), Effect::CloseAfterWrite]
+        );
+        assert!(answer(&mut conn).starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert_eq!(ctx.shared.metrics.rejected(Reject::Origin), 1);
+        assert_eq!(ctx.shared.metrics.connections.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn the_last_slot_taken_means_503() {
+        let ctx = test_context(&[("WS_MAX_CONNECTIONS", "1")]);
+        let mut first = test_conn(&ctx, upgrade_request("/ws", ""));
+        on_readable(&mut first, &ctx, &mut Effects::new());
+        // Admission already says full, so this one never gets to the race.
+        let mut second = test_conn(&ctx, upgrade_request("/ws", ""));
+        let mut out = Effects::new();
+        on_readable(&mut second, &ctx, &mut out);
+        assert_eq!(out, [Effect::CloseAfterWrite]);
+        let text = answer(&mut second);
+        assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+        assert!(text.contains("Retry-After: 5\r\n"));
+        assert_eq!(ctx.shared.metrics.rejected(Reject::MaxConnections), 1);
+    }
+
+    #[test]
+    fn garbage_and_oversized_heads_are_answered_and_closed() {
+        let ctx = test_context(&[]);
+        let cases = [
+            (b"\x16\x03\x01 tls".to_vec(), "HTTP/1.1 400 "),
+            (vec![b'G'; MAX_HEAD_BYTES + 1], "HTTP/1.1 431 "),
+        ];
+        for (input, status) in cases {
+            let mut conn = test_conn(&ctx, input);
+            let mut out = Effects::new();
+            on_readable(&mut conn, &ctx, &mut out);
+            assert_eq!(out, [Effect::CloseAfterWrite]);
+            assert!(answer(&mut conn).starts_with(status));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_hangs_up_is_removed() {
+        let ctx = test_context(&[]);
+        let mut conn = test_conn(&ctx, b"GET / HT".to_vec());
+        conn.stream.hang_up();
+        let mut out = Effects::new();
+        on_readable(&mut conn, &ctx, &mut out);
+        assert_eq!(out, [Effect::Remove]);
+    }
+
+    #[test]
+    fn the_handshake_deadline_removes_a_silent_socket() {
+        let mut ctx = test_context(&[("WS_HANDSHAKE_TIMEOUT", "1s")]);
+        let mut conn = test_conn(&ctx, Vec::new());
+        let mut out = Effects::new();
+        on_timer(&mut conn, &ctx, &mut out);
+        assert!(out.is_empty());
+        ctx.now += Duration::from_secs(1);
+        on_timer(&mut conn, &ctx, &mut out);
+        assert_eq!(out, [Effect::Remove]);
     }
 }

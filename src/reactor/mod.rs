@@ -1,11 +1,21 @@
-//! The mio reactor: an acceptor thread and a fixed pool of worker threads.
+//! The mio reactor: an acceptor thread and a fixed pool of worker threads. A
+//! worker owns its connections and applies what their handlers decide: each
+//! handler (http_conn, ws_conn, closing) is a function of one connection and a
+//! `Context`, returning `Effect`s.
 
 mod acceptor;
+mod accounting;
+mod closing;
 mod conn;
+mod delivery;
+mod effect;
 mod http_conn;
+mod log_throttle;
 mod patterns;
 mod send_queue;
 mod slab;
+#[cfg(test)]
+mod testing;
 mod worker;
 mod ws_conn;
 

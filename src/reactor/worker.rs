@@ -1,95 +1,78 @@
-//! A reactor thread: one mio::Poll, the connections it owns, their timers and its
-//! subscription index. Each turn: socket events, new sockets, the ring, held
-//! broadcasts that are due, timers, then one flush per dirty connection (replies
-//! first, broadcasts up to a budget).
+//! A reactor thread: one mio::Poll and what it owns: the connections (a slab),
+//! their timers, the lists of connections to flush or read again, and the
+//! subscription index. Connection handlers (http_conn, ws_conn, closing) decide;
+//! the worker applies their effects. Each turn: socket events, new sockets, the
+//! ring, held broadcasts that are due, timers, then one flush per dirty
+//! connection (replies first, broadcasts up to a budget).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, Read};
-use std::net::Shutdown;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
-use tungstenite::Bytes;
-use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::conn::{Closing, Conn, HttpConn, State, Waiting};
+use super::accounting::SocketCount;
+use super::conn::{Conn, State, Waiting};
+use super::delivery::Delivery;
+use super::effect::{Context, Effect, Effects};
+use super::log_throttle::LogThrottle;
 use super::patterns::Subscriptions;
-use super::send_queue::{Pushed, QueueIo, SendQueue};
 use super::slab::{Key, Slab};
-use crate::broadcast::Broadcast;
-use crate::config::Config;
-use crate::metrics::Drop;
+use super::{closing, http_conn, ws_conn};
 use crate::shared::Shared;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
-/// Broadcasts taken from the ring per turn, so sockets are served between batches.
-const RING_BATCH: usize = 64;
-/// Connections flushed for broadcasts per turn: a turn stays a few milliseconds
-/// long, so new sockets and handshakes are served between slices of a fan-out.
-const FANOUT_BUDGET: usize = 256;
-/// Messages read from one connection per turn before others get their turn.
-pub(super) const READ_BUDGET: usize = 32;
 /// How long a closing connection may take to read our close and hang up: a slow
 /// consumer must first drain its kernel buffer to reach the close frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
-/// An empty ping frame, shared by every connection.
-static PING_FRAME: [u8; 2] = [0x89, 0x00];
 /// Consecutive poll failures after which the worker gives up rather than spin.
 const MAX_POLL_ERRORS: u32 = 16;
+/// At most one warning about refused Origins per worker this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Worker {
-    pub(super) id: usize,
+    id: usize,
     poll: Poll,
-    pub(super) shared: Arc<Shared>,
-    pub(super) cfg: Arc<Config>,
-    pub(super) conns: Slab<Conn>,
-    pub(super) subs: Subscriptions,
+    /// What the handlers read: config snapshot, shared state, this turn's time.
+    ctx: Context,
+    conns: Slab<Conn>,
+    subs: Subscriptions,
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
-    cursor: u64,
-    batch: Vec<Arc<Broadcast>>,
+    delivery: Delivery,
     /// Connections with replies, control frames or a writable socket: all flushed
     /// this turn.
     dirty: Vec<Key>,
-    /// Connections with broadcasts to write, oldest first, FANOUT_BUDGET a turn.
-    fanout: Vec<Key>,
-    /// Connections whose broadcasts wait out WS_WRITE_DELAY, by when they are due.
-    held: BinaryHeap<Reverse<(Instant, Key)>>,
-    pub(super) read_again: Vec<Key>,
-    matched: Vec<Key>,
+    /// Connections with input left over from an earlier read.
+    read_again: Vec<Key>,
+    /// The handlers' effects, applied and cleared after each call.
+    effects: Effects,
+    /// Keeps a stream of refused Origins to one warning a second.
+    origin_refusals: LogThrottle,
     drain_started: bool,
     next_stats: Instant,
-    deliveries: u64,
-    pub(super) session_seed: u64,
 }
 
 impl Worker {
     pub fn new(id: usize, poll: Poll, shared: Arc<Shared>) -> Worker {
-        let cursor = shared.ring.head();
-        let cfg = shared.config();
         let seed = std::process::id() as u64 ^ (id as u64).rotate_left(32) ^ nanos_now();
         Worker {
             id,
             poll,
-            cfg,
-            shared,
+            delivery: Delivery::new(&shared),
+            ctx: Context::new(shared, seed),
             conns: Slab::default(),
             subs: Subscriptions::default(),
             timers: BinaryHeap::new(),
-            cursor,
-            batch: Vec::with_capacity(RING_BATCH),
             dirty: Vec::new(),
-            fanout: Vec::new(),
-            held: BinaryHeap::new(),
             read_again: Vec::new(),
-            matched: Vec::new(),
+            effects: Effects::new(),
+            origin_refusals: LogThrottle::new(REFUSAL_LOG_INTERVAL),
             drain_started: false,
             next_stats: Instant::now(),
-            deliveries: 0,
-            session_seed: seed | 1,
         }
     }
 
@@ -111,118 +94,142 @@ impl Worker {
                 continue;
             }
             poll_errors = 0;
-            self.cfg = self.shared.config();
-            let now = Instant::now();
-            for event in events.iter() {
-                if event.token() == WAKE_TOKEN {
-                    continue;
-                }
-                let key = event.token().0 as Key;
-                if event.is_writable() {
-                    self.mark_dirty(key);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.on_readable(key, now);
-                }
+            self.turn(&events);
+        }
+    }
+
+    fn turn(&mut self, events: &Events) {
+        self.ctx.cfg = self.ctx.shared.config();
+        self.ctx.now = Instant::now();
+        for event in events.iter() {
+            if event.token() == WAKE_TOKEN {
+                continue;
             }
-            self.take_inbox(now);
-            for key in std::mem::take(&mut self.read_again) {
-                self.on_readable(key, now);
+            let key = event.token().0 as Key;
+            if event.is_writable() {
+                self.mark_dirty(key);
             }
-            self.deliver();
-            self.release_held();
-            self.fire_timers(now);
-            self.start_drain(now);
-            self.flush_dirty();
-            if now >= self.next_stats {
-                self.publish_stats(now);
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.on_readable(key);
             }
+        }
+        self.take_inbox();
+        for key in std::mem::take(&mut self.read_again) {
+            self.on_readable(key);
+        }
+        self.deliver();
+        self.delivery.release_held(&mut self.conns);
+        self.fire_timers();
+        self.start_drain();
+        self.flush_dirty();
+        if self.ctx.now >= self.next_stats {
+            self.publish_stats();
         }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.read_again.is_empty()
-            || !self.fanout.is_empty()
-            || self.cursor < self.shared.ring.head()
-        {
+        if !self.read_again.is_empty() || self.delivery.has_work(&self.ctx.shared) {
             return Some(Duration::ZERO);
         }
-        let now = Instant::now();
         let mut next = self.next_stats;
-        for heap in [&self.timers, &self.held] {
-            if let Some(Reverse((at, _))) = heap.peek() {
-                next = next.min(*at);
-            }
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        for at in [timer, self.delivery.next_held()].into_iter().flatten() {
+            next = next.min(at);
         }
-        Some(next.saturating_duration_since(now))
+        Some(next.saturating_duration_since(Instant::now()))
     }
 
-    fn take_inbox(&mut self, now: Instant) {
-        let handle = &self.shared.workers[self.id];
-        let sockets = std::mem::take(&mut *handle.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+    fn take_inbox(&mut self) {
+        let shared = Arc::clone(&self.ctx.shared);
+        let inbox = &shared.workers[self.id].inbox;
+        let sockets = std::mem::take(&mut *inbox.lock().unwrap_or_else(|e| e.into_inner()));
         for mut stream in sockets {
+            let count = SocketCount::take_over(&shared, self.id);
             let key = self.conns.vacant_key();
             let token = Token(key as usize);
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                 log::warn!("worker {}: cannot register a socket: {e}", self.id);
-                handle.load.fetch_sub(1, Relaxed);
-                self.shared.metrics.sockets.fetch_sub(1, Relaxed);
                 continue;
             }
-            let deadline = now + self.cfg.handshake_timeout;
-            self.conns.insert(Conn {
-                stream,
-                send: SendQueue::default(),
-                state: State::Http(HttpConn {
-                    buf: Vec::new(),
-                    deadline,
-                }),
-                wake_at: deadline,
-                dirty: false,
-                broadcasts: Waiting::No,
-                last_flush: now,
-                pending_since: None,
-            });
-            self.timers.push(Reverse((deadline, key)));
+            let (now, timeout) = (self.ctx.now, self.ctx.cfg.handshake_timeout);
+            let conn = Conn::new(stream, count, now, timeout);
+            self.timers.push(Reverse((conn.wake_at, key)));
+            self.conns.insert(conn);
             // The request may already be waiting: edge-triggered readiness was
             // reported at registration, but read now to save a turn.
             self.read_again.push(key);
         }
     }
 
-    fn on_readable(&mut self, key: Key, now: Instant) {
+    fn on_readable(&mut self, key: Key) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let (ctx, out) = (&self.ctx, &mut self.effects);
         match conn.state {
-            State::Http(_) => self.read_http(key, now),
-            State::Ws(_) => self.read_ws(key, now),
-            State::Closing(_) => self.discard_input(key),
+            State::Http(_) => http_conn::on_readable(conn, ctx, out),
+            State::Ws(_) => ws_conn::on_readable(conn, ctx, out),
+            State::Closing(_) => closing::on_readable(conn, out),
         }
+        self.apply_effects(key);
     }
 
-    /// A closing connection's input is read and dropped until the peer hangs up.
-    fn discard_input(&mut self, key: Key) {
+    fn on_timer(&mut self, key: Key) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut scratch = [0u8; 4096];
-        loop {
-            match conn.stream.read(&mut scratch) {
-                Ok(0) => return self.remove(key),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.remove(key),
+        let (ctx, out) = (&self.ctx, &mut self.effects);
+        match conn.state {
+            State::Http(_) => http_conn::on_timer(conn, ctx, out),
+            State::Ws(_) => ws_conn::on_timer(conn, ctx, out),
+            State::Closing(_) => closing::on_timer(conn, ctx, out),
+        }
+        self.apply_effects(key);
+    }
+
+    /// Does what a handler asked for `key`, in order, and clears the list.
+    fn apply_effects(&mut self, key: Key) {
+        let mut effects = std::mem::take(&mut self.effects);
+        let mut subscribed = false;
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Flush => self.mark_dirty(key),
+                Effect::WakeAt(at) => self.schedule(key, at),
+                Effect::ReadAgain => self.read_again.push(key),
+                Effect::Subscribe(pattern) => subscribed |= self.subscribe(key, &pattern),
+                Effect::Unsubscribe(pattern) => self.unsubscribe(key, &pattern),
+                Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
+                Effect::CloseAfterWrite => self.begin_close(key, None),
+                Effect::Remove => self.remove(key),
+                Effect::RefusedOrigin(origin) => self.log_refused_origin(key, origin),
             }
         }
+        self.effects = effects;
+        if subscribed && let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) {
+            // Subscriptions are few and long-lived: no growth slack per connection.
+            ws.subscriptions.shrink_to_fit();
+        }
     }
 
-    pub(super) fn mark_dirty(&mut self, key: Key) {
+    fn subscribe(&mut self, key: Key, pattern: &str) -> bool {
+        let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+            return false;
+        };
+        ws.subscriptions.push(self.subs.add(pattern, key));
+        true
+    }
+
+    fn unsubscribe(&mut self, key: Key, pattern: &str) {
+        let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+            return;
+        };
+        if let Some(i) = ws.subscriptions.iter().position(|p| **p == *pattern) {
+            self.subs.remove(ws.subscriptions.swap_remove(i), key);
+        }
+    }
+
+    fn mark_dirty(&mut self, key: Key) {
         if let Some(conn) = self.conns.get_mut(key)
             && !conn.dirty
         {
@@ -231,224 +238,91 @@ impl Worker {
         }
     }
 
-    pub(super) fn schedule(&mut self, key: Key, at: Instant) {
+    fn schedule(&mut self, key: Key, at: Instant) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.wake_at = at;
             self.timers.push(Reverse((at, key)));
         }
     }
 
-    /// Queues a close (with a frame when `code` is given for a WebSocket) and
-    /// moves the connection to `Closing`.
-    pub(super) fn begin_close(&mut self, key: Key, code: Option<(CloseCode, &str)>, now: Instant) {
+    /// Moves the connection to `Closing` (with a close frame when `code` is
+    /// given for a WebSocket) and takes it out of the subscription index.
+    fn begin_close(&mut self, key: Key, code: Option<(CloseCode, &'static str)>) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let was_ws = match &mut conn.state {
-            State::Ws(ws) => {
-                if let Some((code, reason)) = code {
-                    let frame = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let mut io = QueueIo {
-                        socket: &mut conn.stream,
-                        queue: &mut conn.send,
-                    };
-                    let _ = ws.ctx.close(&mut io, Some(frame));
-                }
-                self.subs.remove_all(&mut ws.subscriptions, key);
-                self.shared.metrics.connections.fetch_sub(1, Relaxed);
-                true
-            }
-            State::Closing(_) => return,
-            State::Http(_) => false,
+        let until = self.ctx.now + CLOSE_LINGER;
+        let Some(mut held) = closing::begin(conn, code, until) else {
+            return;
         };
-        let until = now + CLOSE_LINGER;
-        conn.state = State::Closing(Closing {
-            until,
-            write_shut: false,
-            was_ws,
-        });
+        self.subs.remove_all(&mut held, key);
         self.schedule(key, until);
         self.mark_dirty(key);
     }
 
-    /// Drops the socket at once.
-    pub(super) fn remove(&mut self, key: Key) {
+    /// Drops the socket at once; its guards count it out.
+    fn remove(&mut self, key: Key) {
         let Some(mut conn) = self.conns.remove(key) else {
             return;
         };
+        // Closing the descriptor (dropping the stream) takes it out of the epoll
+        // set anyway, so a failed deregister changes nothing.
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        let was_ws = match &mut conn.state {
-            State::Ws(ws) => {
-                self.subs.remove_all(&mut ws.subscriptions, key);
-                self.shared.metrics.connections.fetch_sub(1, Relaxed);
-                true
-            }
-            State::Closing(c) => c.was_ws,
-            State::Http(_) => false,
-        };
-        if was_ws {
-            self.shared.live_ws.fetch_sub(1, Relaxed);
+        if let State::Ws(ws) = &mut conn.state {
+            self.subs.remove_all(&mut ws.subscriptions, key);
         }
-        self.shared.metrics.sockets.fetch_sub(1, Relaxed);
-        self.shared.workers[self.id].load.fetch_sub(1, Relaxed);
     }
 
-    /// Takes new broadcasts from the ring and queues each on every matching
-    /// connection. A connection written to within the last WS_WRITE_DELAY is held
-    /// until the delay has passed, so the broadcasts meanwhile share one write.
-    fn deliver(&mut self) {
-        let overrun = self
-            .shared
-            .ring
-            .read_from(&mut self.cursor, RING_BATCH, &mut self.batch);
-        if overrun > 0 {
-            self.shared.metrics.dropped(Drop::RingOverrun, overrun);
-            log::warn!(
-                "worker {}: fell {overrun} broadcasts behind the ring and skipped them",
-                self.id
-            );
-        }
-        if self.batch.is_empty() {
+    /// One warning a second at most, naming the Origin and the peer.
+    fn log_refused_origin(&mut self, key: Key, origin: Option<String>) {
+        let Some(held_back) = self.origin_refusals.note(self.ctx.now) else {
             return;
-        }
-        let (limit, policy) = (self.cfg.send_queue_bytes, self.cfg.slow_client_policy);
-        let delay = self.cfg.write_delay;
-        let now = Instant::now();
-        let mut overflowed = Vec::new();
-        let (mut conflated, mut dropped) = (0, 0);
-        let batch = std::mem::take(&mut self.batch);
-        for b in &batch {
-            let matched = &mut self.matched;
-            self.subs.for_each_match(&b.channel, |k| matched.push(k));
-            for key in self.matched.drain(..) {
-                let Some(conn) = self.conns.get_mut(key) else {
-                    continue;
-                };
-                let State::Ws(ws) = &mut conn.state else {
-                    continue;
-                };
-                if ws.last_pos == Some(b.pos) {
-                    continue;
-                }
-                ws.last_pos = Some(b.pos);
-                // Only a socket that will not take more makes a slow consumer: a
-                // worker that fell behind (a long turn, a burst) flushes first.
-                if conn.send.len() + b.frame.len() > limit {
-                    let _ = conn.send.flush(&mut conn.stream, limit);
-                }
-                match conn.send.push_broadcast(b, limit, policy) {
-                    Pushed::Queued => {}
-                    Pushed::Conflated(n) => conflated += n,
-                    Pushed::DroppedOldest(n) => dropped += n,
-                    Pushed::Overflow => {
-                        overflowed.push(key);
-                        continue;
-                    }
-                }
-                self.deliveries += 1;
-                conn.pending_since.get_or_insert(b.received_at);
-                if conn.dirty || conn.broadcasts != Waiting::No {
-                    continue;
-                }
-                let due = conn.last_flush + delay;
-                if due <= now {
-                    conn.broadcasts = Waiting::Fanout;
-                    self.fanout.push(key);
-                } else {
-                    conn.broadcasts = Waiting::Held;
-                    self.held.push(Reverse((due, key)));
-                }
-            }
-        }
-        self.batch = batch;
-        self.batch.clear();
-        self.shared.metrics.dropped(Drop::Conflated, conflated);
-        self.shared.metrics.dropped(Drop::DropOldest, dropped);
+        };
+        let peer = match self.conns.get(key).map(|c| c.stream.peer_addr()) {
+            Some(Ok(addr)) => addr.to_string(),
+            _ => "a peer already gone".into(),
+        };
+        let why = match &origin {
+            Some(origin) => format!("Origin {origin:?} is not in WS_ALLOWED_ORIGINS"),
+            None => "no Origin header, and WS_ALLOWED_ORIGINS is set".into(),
+        };
+        let more = match held_back {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last such line)"),
+        };
+        log::warn!(
+            "worker {}: refused a WebSocket from {peer}: {why}{more}",
+            self.id
+        );
+    }
+
+    /// Queues new broadcasts; connections over their bound close with 1013.
+    fn deliver(&mut self) {
+        let overflowed = self
+            .delivery
+            .deliver(&mut self.conns, &mut self.subs, &self.ctx, self.id);
         for key in overflowed {
             if let Some(conn) = self.conns.get_mut(key)
                 && matches!(conn.state, State::Ws(_))
             {
                 conn.send.discard_broadcasts();
-                self.shared
-                    .metrics
-                    .slow_consumer_closes
-                    .fetch_add(1, Relaxed);
-                self.begin_close(key, Some((CloseCode::Again, "slow consumer")), now);
+                let metrics = &self.ctx.shared.metrics;
+                metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                self.begin_close(key, Some((CloseCode::Again, "slow consumer")));
             }
         }
     }
 
-    /// Moves the held connections whose write delay has passed to this turn's flush.
-    fn release_held(&mut self) {
-        let now = Instant::now();
-        while let Some(Reverse((due, key))) = self.held.peek().copied() {
-            if due > now {
-                break;
-            }
-            self.held.pop();
-            if let Some(conn) = self.conns.get_mut(key)
-                && conn.broadcasts == Waiting::Held
-            {
-                conn.broadcasts = Waiting::Fanout;
-                self.fanout.push(key);
-            }
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
+    fn fire_timers(&mut self) {
+        let now = self.ctx.now;
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            let Some(conn) = self.conns.get(key) else {
-                continue;
-            };
-            if conn.wake_at != at {
-                continue; // superseded by a later schedule
-            }
-            self.on_timer(key, now);
-        }
-    }
-
-    fn on_timer(&mut self, key: Key, now: Instant) {
-        let idle_timeout = self.cfg.idle_timeout;
-        let ping_interval = self.cfg.ping_interval;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        match &mut conn.state {
-            State::Http(h) => {
-                if now >= h.deadline {
-                    self.remove(key);
-                }
-            }
-            State::Closing(c) => {
-                if now >= c.until {
-                    self.remove(key);
-                }
-            }
-            State::Ws(ws) => {
-                if ws.drain_at.is_some_and(|d| now >= d) {
-                    return self.begin_close(
-                        key,
-                        Some((CloseCode::Away, "server shutting down")),
-                        now,
-                    );
-                }
-                if now >= ws.last_read + idle_timeout {
-                    return self.begin_close(key, Some((CloseCode::Away, "idle timeout")), now);
-                }
-                if now >= ws.next_ping {
-                    ws.next_ping = now + ping_interval;
-                    conn.send.push_own(Bytes::from_static(&PING_FRAME));
-                }
-                let next = ws.next_deadline(idle_timeout);
-                self.schedule(key, next);
-                self.mark_dirty(key);
+            // A connection gone, or rescheduled to a later time, skips this one.
+            if self.conns.get(key).is_some_and(|c| c.wake_at == at) {
+                self.on_timer(key);
             }
         }
     }
@@ -457,42 +331,35 @@ impl Worker {
     /// period so clients do not all reconnect elsewhere in the same second. Slots
     /// come from one counter shared by all workers, so the spread is even across
     /// the whole server however the connections are divided among workers.
-    fn start_drain(&mut self, now: Instant) {
-        if self.drain_started || !self.shared.is_draining() {
+    fn start_drain(&mut self) {
+        let shared = Arc::clone(&self.ctx.shared);
+        if self.drain_started || !shared.is_draining() {
             return;
         }
         self.drain_started = true;
-        let keys: Vec<Key> = self
-            .conns
-            .keys()
-            .into_iter()
-            .filter(|k| matches!(self.conns.get(*k).map(|c| &c.state), Some(State::Ws(_))))
-            .collect();
-        let grace = self.cfg.shutdown_grace;
-        let started = self.shared.drain.started.get().copied().unwrap_or(now);
-        let total = self.shared.drain.total.load(Relaxed).max(1);
-        for key in &keys {
-            let slot = self
-                .shared
-                .drain
-                .next_slot
-                .fetch_add(1, Relaxed)
-                .min(total - 1);
+        let grace = self.ctx.cfg.shutdown_grace;
+        let started = shared.drain.started.get().copied().unwrap_or(self.ctx.now);
+        let total = shared.drain.total.load(Relaxed).max(1);
+        let mut draining = 0;
+        for key in self.conns.keys() {
+            let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+                continue;
+            };
+            let slot = shared.drain.next_slot.fetch_add(1, Relaxed).min(total - 1);
             let at = started + grace.mul_f64(slot as f64 / total as f64);
-            if let Some(State::Ws(ws)) = self.conns.get_mut(*key).map(|c| &mut c.state) {
-                ws.drain_at = Some(at);
-            }
-            self.schedule(*key, at);
+            ws.drain_at = Some(at);
+            self.schedule(key, at);
+            draining += 1;
         }
         log::info!(
-            "worker {}: draining {} connections over {grace:?}",
+            "worker {}: draining {} over {grace:?}",
             self.id,
-            keys.len()
+            crate::logging::plural(draining, "connection", "connections")
         );
     }
 
-    /// Flushes every connection with replies, then up to FANOUT_BUDGET with
-    /// broadcasts, oldest first; the rest wait for the next turn.
+    /// Flushes every connection with replies, then this turn's slice of those
+    /// with broadcasts; the rest wait for the next turn.
     fn flush_dirty(&mut self) {
         for key in std::mem::take(&mut self.dirty) {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -500,11 +367,7 @@ impl Worker {
                 self.flush(key);
             }
         }
-        let mut slice = std::mem::take(&mut self.fanout);
-        if slice.len() > FANOUT_BUDGET {
-            self.fanout = slice.split_off(FANOUT_BUDGET);
-        }
-        for key in slice {
+        for key in self.delivery.take_fanout() {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.broadcasts = Waiting::No;
                 self.flush(key);
@@ -513,7 +376,7 @@ impl Worker {
     }
 
     fn flush(&mut self, key: Key) {
-        let limit = self.cfg.send_queue_bytes;
+        let limit = self.ctx.cfg.send_queue_bytes;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -522,18 +385,12 @@ impl Worker {
         // The oldest broadcast of this write tells how long publishing took to
         // reach the socket, write delay included.
         if let Some(since) = conn.pending_since.take() {
-            self.shared
-                .metrics
-                .observe_latency(now.saturating_duration_since(since));
+            let metrics = &self.ctx.shared.metrics;
+            metrics.observe_latency(now.saturating_duration_since(since));
         }
         match conn.send.flush(&mut conn.stream, limit) {
             Ok(true) => {
-                if let State::Closing(c) = &mut conn.state
-                    && !c.write_shut
-                {
-                    c.write_shut = true;
-                    let _ = conn.stream.shutdown(Shutdown::Write);
-                    // Whatever the peer sent meanwhile is discarded; EOF removes it.
+                if closing::written(conn) {
                     self.read_again.push(key);
                 }
             }
@@ -542,18 +399,16 @@ impl Worker {
         }
     }
 
-    fn publish_stats(&mut self, now: Instant) {
-        self.next_stats = now + Duration::from_secs(1);
-        let handle = &self.shared.workers[self.id];
-        self.shared
-            .metrics
-            .deliveries
-            .fetch_add(std::mem::take(&mut self.deliveries), Relaxed);
+    fn publish_stats(&mut self) {
+        self.next_stats = self.ctx.now + Duration::from_secs(1);
+        let shared = &self.ctx.shared;
+        self.delivery.publish_deliveries(shared);
+        let handle = &shared.workers[self.id];
         let queued: usize = self.conns.values().map(|c| c.send.len()).sum();
         handle.queued_bytes.store(queued as u64, Relaxed);
         handle
             .ring_lag
-            .store(self.shared.ring.head().saturating_sub(self.cursor), Relaxed);
+            .store(self.delivery.ring_lag(shared), Relaxed);
     }
 }
 

@@ -1,235 +1,514 @@
-//! An open WebSocket: reading frames through tungstenite and answering the
-//! client protocol.
+//! An open WebSocket: reads frames through tungstenite and answers the client
+//! protocol (subscribe, unsubscribe, ping; the echo endpoint echoes), and its
+//! timer (pings, the idle timeout, the drain). Replies go into the connection's
+//! send queue; subscription changes and closes go to the worker as effects.
 
-use std::io;
-use std::time::Instant;
+use std::io::{self, Read};
+use std::sync::atomic::Ordering::Relaxed;
 
+use serde_json::value::RawValue;
 use tungstenite::protocol::frame::coding::{CloseCode, Data};
-use tungstenite::{Error, Message};
+use tungstenite::{Bytes, Error, Message};
 
-use super::conn::{State, WsConn};
-use super::patterns::Subscriptions;
+use super::conn::{Conn, State, WsConn};
+use super::effect::{Context, Effect, Effects};
+use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
-use super::slab::Key;
-use super::worker::{READ_BUDGET, Worker};
 use crate::broadcast::{data_frame, text_frame};
 use crate::channel;
-use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::protocol::{self, ClientMessage, ErrorCode};
 
-/// What a read turn decided for the connection.
-enum Outcome {
-    Open,
+/// Messages read from one connection per turn before others get their turn.
+const READ_BUDGET: usize = 32;
+/// An empty ping frame, shared by every connection.
+static PING_FRAME: [u8; 2] = [0x89, 0x00];
+
+/// Why a read turn ends the connection.
+#[derive(Debug, PartialEq)]
+enum Ending {
     /// Close with this code and reason.
     Close(CloseCode, &'static str),
-    /// The peer is gone or finished the closing handshake: drop the socket.
+    /// The peer is gone or finished the closing handshake.
     Gone,
 }
 
 /// One place maps a failure to its close code (as ws-rs's result.rs does).
-fn close_for(err: &Error) -> Outcome {
+fn ending_for(err: &Error) -> Ending {
     use tungstenite::error::ProtocolError;
     match err {
-        Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_) => Outcome::Gone,
-        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Outcome::Gone,
-        Error::Capacity(_) => Outcome::Close(CloseCode::Size, "message too big"),
-        Error::Utf8(_) => Outcome::Close(CloseCode::Invalid, "invalid UTF-8"),
-        _ => Outcome::Close(CloseCode::Protocol, "protocol error"),
+        Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_) => Ending::Gone,
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Gone,
+        Error::Capacity(_) => Ending::Close(CloseCode::Size, "message too big"),
+        Error::Utf8(_) => Ending::Close(CloseCode::Invalid, "invalid UTF-8"),
+        _ => Ending::Close(CloseCode::Protocol, "protocol error"),
     }
 }
 
-impl Worker {
-    pub(super) fn read_ws(&mut self, key: Key, now: Instant) {
-        let cfg = std::sync::Arc::clone(&self.cfg);
-        let metrics = &self.shared.metrics;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let State::Ws(ws) = &mut conn.state else {
-            return;
-        };
-        let mut outcome = Outcome::Open;
-        let mut budget = READ_BUDGET;
-        while matches!(outcome, Outcome::Open) {
-            if budget == 0 {
-                self.read_again.push(key);
-                break;
-            }
-            budget -= 1;
-            let mut io = QueueIo {
-                socket: &mut conn.stream,
-                queue: &mut conn.send,
-            };
-            match ws.ctx.read(&mut io) {
-                Ok(msg) => {
-                    ws.last_read = now;
-                    outcome = on_message(
-                        msg,
-                        key,
-                        ws,
-                        &mut conn.send,
-                        &mut self.subs,
-                        &cfg,
-                        metrics,
-                        now,
-                    );
-                }
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => outcome = close_for(&e),
-            }
+/// Reads and answers up to READ_BUDGET messages.
+pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    let Conn {
+        stream,
+        send,
+        state,
+        ..
+    } = conn;
+    let State::Ws(ws) = state else {
+        return;
+    };
+    let ending = read_messages(stream, send, ws, ctx, out);
+    // Pongs and close replies tungstenite still holds go into the queue; writing
+    // there cannot fail, and a closed context's error repeats the read's.
+    let _ = ws.ctx.flush(&mut QueueIo {
+        socket: stream,
+        queue: send,
+    });
+    let queued = !send.is_empty();
+    match ending {
+        None if queued => out.push(Effect::Flush),
+        None => {}
+        Some(Ending::Close(code, reason)) => {
+            ctx.shared.metrics.protocol_closes.fetch_add(1, Relaxed);
+            out.push(Effect::Close(code, reason));
         }
+        Some(Ending::Gone) if queued => out.push(Effect::CloseAfterWrite),
+        Some(Ending::Gone) => out.push(Effect::Remove),
+    }
+}
+
+fn read_messages<S: Read>(
+    stream: &mut S,
+    send: &mut SendQueue,
+    ws: &mut WsConn,
+    ctx: &Context,
+    out: &mut Effects,
+) -> Option<Ending> {
+    for _ in 0..READ_BUDGET {
         let mut io = QueueIo {
-            socket: &mut conn.stream,
-            queue: &mut conn.send,
+            socket: &mut *stream,
+            queue: &mut *send,
         };
-        // Pongs and close replies tungstenite still holds.
-        let _ = ws.ctx.flush(&mut io);
-        let queued = !conn.send.is_empty();
-        match outcome {
-            Outcome::Open => {
-                if queued {
-                    self.mark_dirty(key);
-                }
+        let ending = match ws.ctx.read(&mut io) {
+            Ok(msg) => {
+                ws.last_read = ctx.now;
+                on_message(msg, ws, send, ctx, out)
             }
-            Outcome::Close(code, reason) => {
-                metrics
-                    .protocol_closes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.begin_close(key, Some((code, reason)), now);
-            }
-            Outcome::Gone if queued => self.begin_close(key, None, now),
-            Outcome::Gone => self.remove(key),
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => Some(ending_for(&e)),
+        };
+        if ending.is_some() {
+            return ending;
         }
     }
+    out.push(Effect::ReadAgain);
+    None
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Pings when due; closes an idle connection, or one whose drain time has come.
+pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    let State::Ws(ws) = &mut conn.state else {
+        return;
+    };
+    let (now, idle_timeout) = (ctx.now, ctx.cfg.idle_timeout);
+    if ws.drain_at.is_some_and(|d| now >= d) {
+        return out.push(Effect::Close(CloseCode::Away, "server shutting down"));
+    }
+    if now >= ws.last_read + idle_timeout {
+        return out.push(Effect::Close(CloseCode::Away, "idle timeout"));
+    }
+    if now >= ws.next_ping {
+        ws.next_ping = now + ctx.cfg.ping_interval;
+        conn.send.push_own(Bytes::from_static(&PING_FRAME));
+    }
+    out.push(Effect::WakeAt(ws.next_deadline(idle_timeout)));
+    out.push(Effect::Flush);
+}
+
 fn on_message(
     msg: Message,
-    key: Key,
     ws: &mut WsConn,
     send: &mut SendQueue,
-    subs: &mut Subscriptions,
-    cfg: &Config,
-    metrics: &Metrics,
-    now: Instant,
-) -> Outcome {
+    ctx: &Context,
+    out: &mut Effects,
+) -> Option<Ending> {
     let text = match msg {
         Message::Text(text) => text,
         Message::Binary(data) if ws.echo => {
             send.push_own(data_frame(data.to_vec(), Data::Binary));
-            return Outcome::Open;
+            return None;
         }
         Message::Binary(_) => {
-            return Outcome::Close(CloseCode::Unsupported, "binary frames are not supported");
+            return Some(Ending::Close(
+                CloseCode::Unsupported,
+                "binary frames are not supported",
+            ));
         }
         // tungstenite answers pings and close frames itself.
         Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
-            return Outcome::Open;
+            return None;
         }
     };
-    if !ws.rate.allow(cfg.client_msg_rate, now) {
+    let rate = ctx.cfg.client_msg_rate;
+    if !ws.rate.allow(rate, ctx.now) {
         // A second's worth of refused messages in a row is abuse, not a burst.
-        if ws.rate.refused > cfg.client_msg_rate {
-            return Outcome::Close(CloseCode::Policy, "message rate limit exceeded");
+        if ws.rate.refused > rate {
+            return Some(Ending::Close(
+                CloseCode::Policy,
+                "message rate limit exceeded",
+            ));
         }
         if ws.rate.refused == 1 {
-            reply_error(
-                send,
-                metrics,
-                ErrorCode::RateLimited,
-                "over WS_CLIENT_MSG_RATE messages per second; slow down",
-                None,
-            );
+            let why = "over WS_CLIENT_MSG_RATE messages per second; slow down";
+            reply_error(send, ctx, ErrorCode::RateLimited, why, None);
         }
-        return Outcome::Open;
+        return None;
     }
     if ws.echo {
         send.push_own(text_frame(text.as_bytes().to_vec()));
-        return Outcome::Open;
+        return None;
     }
-    match protocol::parse(&text) {
-        Err(e) => reply_error(send, metrics, e.code, &e.message, e.id.as_deref()),
+    answer_request(&text, &ws.subscriptions, send, ctx, out);
+    None
+}
+
+/// A text message of the client protocol.
+fn answer_request(
+    text: &str,
+    held: &[Pattern],
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) {
+    match protocol::parse(text) {
+        Err(e) => reply_error(send, ctx, e.code, &e.message, e.id.as_deref()),
         Ok(ClientMessage::Ping { id }) => {
             send.push_own(text_frame(protocol::pong(id.as_deref()).into_bytes()))
         }
         Ok(ClientMessage::Subscribe { channels, id }) => {
-            let mut ok: Vec<&str> = Vec::new();
-            for ch in &channels {
-                if let Err(e) = channel::validate_pattern(ch) {
-                    let message = format!("invalid channel {ch:?}: {e}");
-                    reply_error(
-                        send,
-                        metrics,
-                        ErrorCode::InvalidChannel,
-                        &message,
-                        id.as_deref(),
-                    );
-                } else if ws.subscriptions.iter().any(|s| **s == **ch) {
-                    ok.push(ch);
-                } else if ws.subscriptions.len() >= cfg.max_subscriptions {
-                    let message = format!(
-                        "cannot subscribe to {ch:?}: limit of {} subscriptions reached",
-                        cfg.max_subscriptions
-                    );
-                    reply_error(
-                        send,
-                        metrics,
-                        ErrorCode::TooManySubscriptions,
-                        &message,
-                        id.as_deref(),
-                    );
-                } else {
-                    ws.subscriptions.push(subs.add(ch, key));
-                    ok.push(ch);
-                }
-            }
-            // Subscriptions are few and long-lived: no growth slack per connection.
-            ws.subscriptions.shrink_to_fit();
-            if !ok.is_empty() {
-                send.push_own(text_frame(
-                    protocol::ack("subscribed", &ok, id.as_deref()).into_bytes(),
-                ));
-            }
+            let id = id.as_deref();
+            change_subscriptions(Change::Subscribe, &channels, id, held, send, ctx, out);
         }
         Ok(ClientMessage::Unsubscribe { channels, id }) => {
-            let mut ok: Vec<&str> = Vec::new();
-            for ch in &channels {
-                if let Err(e) = channel::validate_pattern(ch) {
-                    let message = format!("invalid channel {ch:?}: {e}");
-                    reply_error(
-                        send,
-                        metrics,
-                        ErrorCode::InvalidChannel,
-                        &message,
-                        id.as_deref(),
-                    );
-                    continue;
-                }
-                if let Some(i) = ws.subscriptions.iter().position(|s| **s == **ch) {
-                    subs.remove(ws.subscriptions.swap_remove(i), key);
-                }
-                ok.push(ch);
-            }
-            if !ok.is_empty() {
-                send.push_own(text_frame(
-                    protocol::ack("unsubscribed", &ok, id.as_deref()).into_bytes(),
-                ));
-            }
+            let id = id.as_deref();
+            change_subscriptions(Change::Unsubscribe, &channels, id, held, send, ctx, out);
         }
     }
-    Outcome::Open
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Subscribe,
+    Unsubscribe,
+}
+
+/// Validates each channel, then changes it; refusals are answered one by one,
+/// the accepted channels acknowledged together in the request's order.
+fn change_subscriptions(
+    change: Change,
+    channels: &[String],
+    id: Option<&RawValue>,
+    held: &[Pattern],
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) {
+    let mut accepted = Vec::new();
+    for ch in channels {
+        let refusal = match (channel::validate_pattern(ch), change) {
+            (Err(e), _) => Some((
+                ErrorCode::InvalidChannel,
+                format!("invalid channel {ch:?}: {e}"),
+            )),
+            (Ok(()), Change::Subscribe) => subscribe(ch, held, ctx.cfg.max_subscriptions, out),
+            (Ok(()), Change::Unsubscribe) => {
+                unsubscribe(ch, held, out);
+                None
+            }
+        };
+        match refusal {
+            Some((code, message)) => reply_error(send, ctx, code, &message, id),
+            None => accepted.push(ch.as_str()),
+        }
+    }
+    if !accepted.is_empty() {
+        let kind = match change {
+            Change::Subscribe => "subscribed",
+            Change::Unsubscribe => "unsubscribed",
+        };
+        send.push_own(text_frame(protocol::ack(kind, &accepted, id).into_bytes()));
+    }
+}
+
+/// Lists `pattern` to add unless it is held already; refused past `max`.
+fn subscribe(
+    pattern: &str,
+    held: &[Pattern],
+    max: usize,
+    out: &mut Effects,
+) -> Option<(ErrorCode, String)> {
+    if holds(held, out, pattern) {
+        return None;
+    }
+    if held_count(held, out) >= max {
+        let message =
+            format!("cannot subscribe to {pattern:?}: limit of {max} subscriptions reached");
+        return Some((ErrorCode::TooManySubscriptions, message));
+    }
+    out.push(Effect::Subscribe(pattern.to_string()));
+    None
+}
+
+/// Lists `pattern` to drop when it is held (one not held is acknowledged all
+/// the same).
+fn unsubscribe(pattern: &str, held: &[Pattern], out: &mut Effects) {
+    if holds(held, out, pattern) {
+        out.push(Effect::Unsubscribe(pattern.to_string()));
+    }
+}
+
+/// Whether the connection holds `pattern` once the changes listed so far this
+/// turn are applied: the last one naming it wins.
+fn holds(held: &[Pattern], out: &Effects, pattern: &str) -> bool {
+    let pending = out.iter().rev().find_map(|e| match e {
+        Effect::Subscribe(p) if p == pattern => Some(true),
+        Effect::Unsubscribe(p) if p == pattern => Some(false),
+        _ => None,
+    });
+    pending.unwrap_or_else(|| held.iter().any(|p| **p == *pattern))
+}
+
+/// How many patterns the connection holds once the listed changes are applied
+/// (each is listed only when it changes what is held).
+fn held_count(held: &[Pattern], out: &Effects) -> usize {
+    out.iter().fold(held.len(), |n, e| match e {
+        Effect::Subscribe(_) => n + 1,
+        Effect::Unsubscribe(_) => n - 1,
+        _ => n,
+    })
 }
 
 fn reply_error(
     send: &mut SendQueue,
-    metrics: &Metrics,
+    ctx: &Context,
     code: ErrorCode,
     message: &str,
-    id: Option<&serde_json::value::RawValue>,
+    id: Option<&RawValue>,
 ) {
-    metrics.client_error(code.as_str());
+    ctx.shared.metrics.client_error(code);
     send.push_own(text_frame(protocol::error(code, message, id).into_bytes()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tungstenite::protocol::frame::coding::OpCode;
+
+    use super::*;
+    use crate::reactor::testing::{
+        Wire, client_close, client_frame, client_text, open_websocket, test_conn, test_context,
+        upgrade_request,
+    };
+
+    /// What the handler asks after the peer sent `frames`.
+    fn feed(conn: &mut Conn<Wire>, ctx: &Context, frames: &[Vec<u8>]) -> Effects {
+        for frame in frames {
+            conn.stream.give(frame);
+        }
+        let mut out = Effects::new();
+        on_readable(conn, ctx, &mut out);
+        out
+    }
+
+    fn subscribe_to(channels: &[&str]) -> Vec<u8> {
+        let json = serde_json::json!({"type": "subscribe", "channels": channels, "id": 7});
+        client_text(&json.to_string())
+    }
+
+    #[test]
+    fn subscribe_lists_new_patterns_and_acks_every_valid_one() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(&mut conn, &ctx, &[subscribe_to(&["a.b", "a.*", "a.b"])]);
+        let sub = |p: &str| Effect::Subscribe(p.into());
+        assert_eq!(out, [sub("a.b"), sub("a.*"), Effect::Flush]);
+        let replies = conn.sent_json();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0]["type"], "subscribed");
+        assert_eq!(
+            replies[0]["channels"],
+            serde_json::json!(["a.b", "a.*", "a.b"])
+        );
+        assert_eq!(replies[0]["id"], 7);
+    }
+
+    #[test]
+    fn changes_listed_earlier_in_the_same_read_count() {
+        let ctx = test_context(&[("WS_MAX_SUBSCRIPTIONS", "2")]);
+        let mut conn = open_websocket(&ctx);
+        let unsub = client_text(r#"{"type":"unsubscribe","channels":["a","zzz"]}"#);
+        let frames = [subscribe_to(&["a", "b"]), unsub, subscribe_to(&["c", "d"])];
+        let out = feed(&mut conn, &ctx, &frames);
+        let expected = [
+            Effect::Subscribe("a".into()),
+            Effect::Subscribe("b".into()),
+            Effect::Unsubscribe("a".into()),
+            Effect::Subscribe("c".into()),
+            Effect::Flush,
+        ];
+        assert_eq!(out, expected);
+        let replies = conn.sent_json();
+        let kinds: Vec<_> = replies
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["subscribed", "unsubscribed", "error", "subscribed"]);
+        assert_eq!(replies[1]["channels"], serde_json::json!(["a", "zzz"]));
+        assert_eq!(replies[2]["code"], "too_many_subscriptions");
+        assert_eq!(replies[3]["channels"], serde_json::json!(["c"]));
+    }
+
+    #[test]
+    fn bad_requests_get_an_error_and_the_connection_lives_on() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        let frames = [
+            client_text("{not json"),
+            client_text(r#"{"type":"dance"}"#),
+            client_text(r#"{"type":"subscribe","channels":["a..b"],"id":"x"}"#),
+            client_text(r#"{"type":"ping","id":1}"#),
+        ];
+        assert_eq!(feed(&mut conn, &ctx, &frames), [Effect::Flush]);
+        let replies = conn.sent_json();
+        let codes: Vec<_> = replies.iter().map(|r| r["code"].clone()).collect();
+        assert_eq!(
+            codes[..3],
+            ["invalid_json", "unknown_type", "invalid_channel"]
+        );
+        assert_eq!(replies[2]["id"], "x");
+        assert_eq!(
+            (replies[3]["type"].as_str(), replies[3]["id"].as_i64()),
+            (Some("pong"), Some(1))
+        );
+        assert!(matches!(conn.state, State::Ws(_)));
+    }
+
+    #[test]
+    fn a_burst_over_the_rate_is_warned_once_then_closed_with_1008() {
+        let ctx = test_context(&[("WS_CLIENT_MSG_RATE", "2")]);
+        let mut conn = open_websocket(&ctx);
+        let ping = client_text(r#"{"type":"ping"}"#);
+        // 2 allowed, 2 refused (one warning), the 5th refusal in a row closes.
+        let out = feed(&mut conn, &ctx, &vec![ping.clone(); 4]);
+        assert_eq!(out, [Effect::Flush]);
+        let replies = conn.sent_json();
+        let kinds: Vec<_> = replies
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["pong", "pong", "error"]);
+        assert_eq!(replies[2]["code"], "rate_limited");
+        let out = feed(&mut conn, &ctx, &[ping]);
+        assert_eq!(
+            out,
+            [Effect::Close(
+                CloseCode::Policy,
+                "message rate limit exceeded"
+            )]
+        );
+        assert_eq!(ctx.shared.metrics.protocol_closes.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn oversize_binary_and_broken_frames_close_with_their_codes() {
+        let cases = [
+            (client_text(&"x".repeat(200)), CloseCode::Size),
+            (
+                client_frame(OpCode::Data(Data::Binary), b"\x01"),
+                CloseCode::Unsupported,
+            ),
+            (
+                client_frame(OpCode::Data(Data::Text), b"\xff\xfe"),
+                CloseCode::Invalid,
+            ),
+            (b"\x81\x05hello".to_vec(), CloseCode::Protocol), // unmasked
+        ];
+        for (frame, code) in cases {
+            let ctx = test_context(&[("WS_MAX_MESSAGE_SIZE", "128")]);
+            let mut conn = open_websocket(&ctx);
+            let out = feed(&mut conn, &ctx, &[frame]);
+            assert!(
+                matches!(out[..], [Effect::Close(c, _)] if c == code),
+                "{code:?}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_peer_hanging_up_removes_the_socket_unless_replies_are_queued() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        conn.stream.hang_up();
+        assert_eq!(feed(&mut conn, &ctx, &[]), [Effect::Remove]);
+        let mut conn = open_websocket(&ctx);
+        conn.stream.hang_up();
+        let out = feed(&mut conn, &ctx, &[client_text(r#"{"type":"ping"}"#)]);
+        assert_eq!(out, [Effect::CloseAfterWrite]);
+    }
+
+    #[test]
+    fn a_close_frame_is_answered_and_ends_after_the_write() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(&mut conn, &ctx, &[client_close()]);
+        assert_eq!(out, [Effect::CloseAfterWrite]);
+        assert!(matches!(conn.sent_messages()[..], [Message::Close(_)]));
+    }
+
+    #[test]
+    fn a_long_burst_is_read_over_several_turns() {
+        let ctx = test_context(&[("WS_CLIENT_MSG_RATE", "1000")]);
+        let mut conn = open_websocket(&ctx);
+        let ping = client_text(r#"{"type":"ping"}"#);
+        let out = feed(&mut conn, &ctx, &vec![ping; READ_BUDGET + 8]);
+        assert_eq!(out, [Effect::ReadAgain, Effect::Flush]);
+        assert_eq!(conn.sent_json().len(), READ_BUDGET);
+        assert_eq!(feed(&mut conn, &ctx, &[]), [Effect::Flush]);
+        assert_eq!(conn.sent_json().len(), 8);
+    }
+
+    #[test]
+    fn the_timer_pings_then_closes_an_idle_connection() {
+        let mut ctx = test_context(&[("WS_PING_INTERVAL", "10s"), ("WS_IDLE_TIMEOUT", "25s")]);
+        let mut conn = open_websocket(&ctx);
+        let start = ctx.now;
+        ctx.now = start + Duration::from_secs(10);
+        let mut out = Effects::new();
+        on_timer(&mut conn, &ctx, &mut out);
+        let next_ping = start + Duration::from_secs(20);
+        assert_eq!(out, [Effect::WakeAt(next_ping), Effect::Flush]);
+        assert!(matches!(conn.sent_messages()[..], [Message::Ping(_)]));
+        out.clear();
+        ctx.now = start + Duration::from_secs(25);
+        on_timer(&mut conn, &ctx, &mut out);
+        assert_eq!(out, [Effect::Close(CloseCode::Away, "idle timeout")]);
+    }
+
+    #[test]
+    fn the_echo_endpoint_echoes_text_and_binary() {
+        let ctx = test_context(&[("WS_ECHO_PATH", "/echo")]);
+        let mut conn = test_conn(&ctx, upgrade_request("/echo", ""));
+        crate::reactor::http_conn::on_readable(&mut conn, &ctx, &mut Effects::new());
+        assert!(
+            conn.sent_messages().is_empty(),
+            "no welcome on the echo path"
+        );
+        let frames = [
+            client_text("hi"),
+            client_frame(OpCode::Data(Data::Binary), b"\x00\x01"),
+        ];
+        assert_eq!(feed(&mut conn, &ctx, &frames), [Effect::Flush]);
+        let echoed = conn.sent_messages();
+        assert_eq!(echoed, [Message::text("hi"), Message::binary(vec![0u8, 1])]);
+    }
 }

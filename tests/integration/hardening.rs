@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::raw::{Frame, RawWs, upgrade_request};
 use crate::support::*;
@@ -165,6 +166,69 @@ fn origins_outside_the_list_get_403() {
         s.metric("odin_ws_connections_rejected_total{reason=\"origin\"}"),
         2.0
     );
+}
+
+/// Issue 10 item 9: a browser shows a refused Origin only as 1006, so the
+/// server says it in its log: the Origin and the peer, one line a second at
+/// most per worker, each counting the refusals held back since the last.
+#[test]
+fn refused_origins_are_logged_once_a_second_with_a_count() {
+    let s = Server::start(&[
+        ("WS_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("WS_WORKER_POOL_SIZE", "1"),
+    ]);
+    let refused = upgrade_request("/ws").replace(
+        "Host: t\r\n",
+        "Host: t\r\nOrigin: https://evil.example.com\r\n",
+    );
+    let lines = || -> Vec<String> {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .filter(|l| l.contains("refused a WebSocket"))
+            .map(String::from)
+            .collect()
+    };
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for _ in 0..20 {
+        expect_status(&s, &refused, 403);
+        sent += 1;
+    }
+    let burst = started.elapsed();
+    wait_for("the first refusal logged", || !lines().is_empty());
+    let first = &lines()[0];
+    assert!(
+        first.contains("Origin \"https://evil.example.com\" is not in WS_ALLOWED_ORIGINS"),
+        "{first}"
+    );
+    assert!(first.contains("from 127.0.0.1:"), "{first}");
+    // Refusals go on until a line after the first second reports those held back.
+    let held_back = |line: &str| -> Option<u64> {
+        let (_, rest) = line.split_once(" (")?;
+        rest.split(' ').next()?.parse().ok()
+    };
+    wait_for("a line counting the refusals held back", || {
+        expect_status(&s, &refused, 403);
+        sent += 1;
+        lines().iter().any(|l| held_back(l).is_some())
+    });
+    let elapsed = started.elapsed();
+    let lines = lines();
+    assert!(
+        lines.len() as u64 <= elapsed.as_secs() + 2,
+        "{} lines in {elapsed:?}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    let counted: u64 = lines.iter().map(|l| 1 + held_back(l).unwrap_or(0)).sum();
+    assert!(
+        counted <= sent,
+        "{counted} refusals logged or counted, {sent} sent"
+    );
+    if burst < Duration::from_secs(1) {
+        let second = held_back(&lines[1]).expect("the second line counts");
+        assert!(second >= 19, "the burst's 19 held back: {}", lines[1]);
+    }
 }
 
 #[test]

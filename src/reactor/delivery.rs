@@ -1,0 +1,285 @@
+//! Broadcast delivery for one worker: takes new broadcasts from the ring, queues
+//! each once on every matching connection under the slow-consumer policy, and
+//! lists who to flush for broadcasts: now (the fan-out list, FANOUT_BUDGET a
+//! turn) or once their write delay has passed (held). A connection written to
+//! within the last WS_WRITE_DELAY is held, so the broadcasts meanwhile share one
+//! write.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::conn::{Conn, State, Waiting};
+use super::effect::Context;
+use super::patterns::Subscriptions;
+use super::send_queue::Pushed;
+use super::slab::{Key, Slab};
+use crate::broadcast::Broadcast;
+use crate::config::Config;
+use crate::metrics::DropReason;
+use crate::shared::Shared;
+
+/// Broadcasts taken from the ring per turn, so sockets are served between batches.
+const RING_BATCH: usize = 64;
+/// Connections flushed for broadcasts per turn: a turn stays a few milliseconds
+/// long, so new sockets and handshakes are served between slices of a fan-out.
+const FANOUT_BUDGET: usize = 256;
+
+pub struct Delivery {
+    /// The next ring position to read.
+    cursor: u64,
+    /// This turn's broadcasts; kept for its capacity.
+    batch: Vec<Arc<Broadcast>>,
+    /// Connections one broadcast matched; kept for its capacity.
+    matched: Vec<Key>,
+    /// Connections with broadcasts to write, oldest first.
+    fanout: Vec<Key>,
+    /// Connections whose broadcasts wait out WS_WRITE_DELAY, by when they are due.
+    held: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// Broadcasts queued since `take_deliveries`.
+    deliveries: u64,
+}
+
+/// What queueing one broadcast on one connection did.
+enum Queued {
+    /// Not a WebSocket, or already queued through another of its patterns.
+    Skipped,
+    Yes,
+    /// Over its bound: close it as a slow consumer.
+    Overflow,
+}
+
+/// Messages the slow-consumer policy dropped this turn, counted once at the end.
+#[derive(Default)]
+struct Dropped {
+    conflated: u64,
+    oldest: u64,
+}
+
+impl Delivery {
+    /// Starts at the ring's head: a new worker owes nothing older.
+    pub fn new(shared: &Shared) -> Delivery {
+        Delivery {
+            cursor: shared.ring.head(),
+            batch: Vec::with_capacity(RING_BATCH),
+            matched: Vec::new(),
+            fanout: Vec::new(),
+            held: BinaryHeap::new(),
+            deliveries: 0,
+        }
+    }
+
+    /// Queues up to RING_BATCH new broadcasts on their subscribers. Returns the
+    /// connections that overflowed, for the worker to close as slow consumers.
+    pub fn deliver<S: Write>(
+        &mut self,
+        conns: &mut Slab<Conn<S>>,
+        subs: &mut Subscriptions,
+        ctx: &Context,
+        worker_id: usize,
+    ) -> Vec<Key> {
+        let mut overflowed = Vec::new();
+        if !self.read_ring(&ctx.shared, worker_id) {
+            return overflowed;
+        }
+        let now = Instant::now();
+        let mut dropped = Dropped::default();
+        let batch = std::mem::take(&mut self.batch);
+        let mut matched = std::mem::take(&mut self.matched);
+        for b in &batch {
+            subs.for_each_match(&b.channel, |k| matched.push(k));
+            for key in matched.drain(..) {
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                match enqueue(conn, b, &ctx.cfg, &mut dropped) {
+                    Queued::Skipped => {}
+                    Queued::Overflow => overflowed.push(key),
+                    Queued::Yes => {
+                        self.deliveries += 1;
+                        conn.pending_since.get_or_insert(b.received_at);
+                        self.schedule(conn, key, ctx.cfg.write_delay, now);
+                    }
+                }
+            }
+        }
+        (self.batch, self.matched) = (batch, matched);
+        self.batch.clear();
+        let metrics = &ctx.shared.metrics;
+        metrics.dropped(DropReason::Conflated, dropped.conflated);
+        metrics.dropped(DropReason::DropOldest, dropped.oldest);
+        overflowed
+    }
+
+    /// Fills the batch from the ring; false when there is nothing new.
+    fn read_ring(&mut self, shared: &Shared, worker_id: usize) -> bool {
+        let overrun = shared
+            .ring
+            .read_from(&mut self.cursor, RING_BATCH, &mut self.batch);
+        if overrun > 0 {
+            shared.metrics.dropped(DropReason::RingOverrun, overrun);
+            log::warn!(
+                "worker {worker_id}: fell {overrun} broadcasts behind the ring and skipped them"
+            );
+        }
+        !self.batch.is_empty()
+    }
+
+    /// Lists a connection with new broadcasts once: not at all when a reply flush
+    /// this turn takes them anyway, in the fan-out list when its write delay has
+    /// passed, else held until it has.
+    fn schedule<S>(&mut self, conn: &mut Conn<S>, key: Key, delay: Duration, now: Instant) {
+        if conn.dirty || conn.broadcasts != Waiting::No {
+            return;
+        }
+        let due = conn.last_flush + delay;
+        if due <= now {
+            conn.broadcasts = Waiting::Fanout;
+            self.fanout.push(key);
+        } else {
+            conn.broadcasts = Waiting::Held;
+            self.held.push(Reverse((due, key)));
+        }
+    }
+
+    /// Moves the held connections whose write delay has passed to the fan-out list.
+    pub fn release_held<S>(&mut self, conns: &mut Slab<Conn<S>>) {
+        let now = Instant::now();
+        while let Some(Reverse((due, key))) = self.held.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.held.pop();
+            if let Some(conn) = conns.get_mut(key)
+                && conn.broadcasts == Waiting::Held
+            {
+                conn.broadcasts = Waiting::Fanout;
+                self.fanout.push(key);
+            }
+        }
+    }
+
+    /// This turn's slice of the fan-out list, oldest first; the rest waits.
+    pub fn take_fanout(&mut self) -> Vec<Key> {
+        let mut slice = std::mem::take(&mut self.fanout);
+        if slice.len() > FANOUT_BUDGET {
+            self.fanout = slice.split_off(FANOUT_BUDGET);
+        }
+        slice
+    }
+
+    /// Whether the next turn has delivery work without waiting for an event.
+    pub fn has_work(&self, shared: &Shared) -> bool {
+        !self.fanout.is_empty() || self.cursor < shared.ring.head()
+    }
+
+    /// When the first held connection is due.
+    pub fn next_held(&self) -> Option<Instant> {
+        self.held.peek().map(|Reverse((due, _))| *due)
+    }
+
+    /// Broadcasts the ring holds that this worker has not read yet.
+    pub fn ring_lag(&self, shared: &Shared) -> u64 {
+        shared.ring.head().saturating_sub(self.cursor)
+    }
+
+    /// Adds the deliveries counted since the last call to the shared counter.
+    pub fn publish_deliveries(&mut self, shared: &Shared) {
+        let n = std::mem::take(&mut self.deliveries);
+        shared.metrics.deliveries.fetch_add(n, Relaxed);
+    }
+}
+
+/// Queues `b` on `conn` once, however many of its patterns match. Only a socket
+/// that will not take more makes a slow consumer: a worker that fell behind (a
+/// long turn, a burst) flushes first.
+fn enqueue<S: Write>(
+    conn: &mut Conn<S>,
+    b: &Arc<Broadcast>,
+    cfg: &Config,
+    dropped: &mut Dropped,
+) -> Queued {
+    let State::Ws(ws) = &mut conn.state else {
+        return Queued::Skipped;
+    };
+    if ws.last_pos == Some(b.pos) {
+        return Queued::Skipped;
+    }
+    ws.last_pos = Some(b.pos);
+    let limit = cfg.send_queue_bytes;
+    if conn.send.len() + b.frame.len() > limit {
+        // An error shows again at the connection's next flush, which removes it.
+        let _ = conn.send.flush(&mut conn.stream, limit);
+    }
+    match conn.send.push_broadcast(b, limit, cfg.slow_client_policy) {
+        Pushed::Queued => {}
+        Pushed::Conflated(n) => dropped.conflated += n,
+        Pushed::DroppedOldest(n) => dropped.oldest += n,
+        Pushed::Overflow => return Queued::Overflow,
+    }
+    Queued::Yes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::MessageBody;
+    use crate::reactor::testing::{Wire, open_websocket, test_context};
+
+    /// One open WebSocket (whose socket takes nothing) on `patterns`.
+    fn subscriber(ctx: &Context, patterns: &[&str]) -> (Slab<Conn<Wire>>, Subscriptions, Key) {
+        let (mut conns, mut subs) = (Slab::default(), Subscriptions::default());
+        let key = conns.vacant_key();
+        let mut conn = open_websocket(ctx);
+        if let State::Ws(ws) = &mut conn.state {
+            ws.subscriptions = patterns.iter().map(|p| subs.add(p, key)).collect();
+        }
+        conns.insert(conn);
+        (conns, subs, key)
+    }
+
+    fn publish(ctx: &Context, channel: &str, payload: &[u8]) {
+        let body = MessageBody::new(channel, payload);
+        ctx.shared
+            .push_broadcast(channel, body, Instant::now(), None);
+    }
+
+    #[test]
+    fn a_broadcast_two_patterns_match_is_queued_once_and_held_for_the_write_delay() {
+        let ctx = test_context(&[("WS_WRITE_DELAY", "150ms")]);
+        let (mut conns, mut subs, key) = subscriber(&ctx, &["a.*", "a.b"]);
+        let mut delivery = Delivery::new(&ctx.shared);
+        publish(&ctx, "a.b", b"1");
+        publish(&ctx, "c.d", b"2");
+        let overflowed = delivery.deliver(&mut conns, &mut subs, &ctx, 0);
+        assert!(overflowed.is_empty());
+        let conn = conns.get_mut(key).unwrap();
+        assert_eq!(conn.sent_json().len(), 1);
+        // Just flushed (opened): its broadcasts wait out the delay.
+        assert!(conn.broadcasts == Waiting::Held);
+        assert!(delivery.take_fanout().is_empty());
+        assert!(delivery.next_held().is_some());
+        delivery.publish_deliveries(&ctx.shared);
+        assert_eq!(ctx.shared.metrics.deliveries.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_connection_past_its_bound_is_returned_to_close() {
+        let env = [
+            ("WS_SLOW_CLIENT_POLICY", "disconnect"),
+            ("WS_SEND_QUEUE_BYTES", "4096"),
+        ];
+        let ctx = test_context(&env);
+        let (mut conns, mut subs, key) = subscriber(&ctx, &["a"]);
+        let mut delivery = Delivery::new(&ctx.shared);
+        for _ in 0..5 {
+            publish(&ctx, "a", &[b'7'; 1000]);
+        }
+        // Listed for each broadcast it could not take; the worker closes it once.
+        let overflowed = delivery.deliver(&mut conns, &mut subs, &ctx, 0);
+        assert!(!overflowed.is_empty() && overflowed.iter().all(|k| *k == key));
+    }
+}
