@@ -10,6 +10,7 @@ use crate::broadcast::MessageBody;
 use crate::channel;
 use crate::config::Config;
 use crate::http::{Request, Response};
+use crate::intake::JetStreamState;
 use crate::metrics::Reject;
 use crate::shared::Shared;
 
@@ -19,7 +20,7 @@ pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Opti
     shared.metrics.http_requests.fetch_add(1, Relaxed);
     let publish_enabled = cfg.publish_token.is_some();
     let resp = match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/health") => health(shared),
+        ("GET", "/health") => health(shared, req.query.split('&').any(|p| p == "strict=1")),
         ("GET", "/metrics") => metrics(shared),
         ("POST", "/publish") if publish_enabled => return publish_request(shared, cfg, req, body),
         (_, "/health" | "/metrics") => Response::text(405, "use GET\n").header("Allow", "GET"),
@@ -31,7 +32,8 @@ pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Opti
     Some(resp)
 }
 
-fn health(shared: &Shared) -> Response {
+/// `strict`: a JetStream stall answers 503 too (admission stays open for it).
+fn health(shared: &Shared, strict: bool) -> Response {
     let cfg = shared.config();
     let closed = shared.admission_closed();
     let status = match closed {
@@ -57,13 +59,34 @@ fn health(shared: &Shared) -> Response {
     if let Some(reason) = closed.filter(|r| *r != Reject::Draining) {
         body["reason"] = reason.as_str().into();
     }
-    let code = if closed.is_some() { 503 } else { 200 };
+    let stalled = jetstream_fields(shared, &mut body);
+    let code = if closed.is_some() || (strict && stalled) {
+        503
+    } else {
+        200
+    };
     let resp = Response::json(code, body.to_string());
     if closed.is_some() {
         resp.retry_later()
     } else {
         resp
     }
+}
+
+/// `jetstream` (ok, stalled, disabled), with `jetstream_reason` while stalled and
+/// `jetstream_replicas` once the stream is known; true while stalled.
+fn jetstream_fields(shared: &Shared, body: &mut serde_json::Value) -> bool {
+    let js = &shared.jetstream;
+    let state = js.state();
+    body["jetstream"] = state.as_str().into();
+    if let Some(n) = js.replicas() {
+        body["jetstream_replicas"] = n.into();
+    }
+    let stalled = state == JetStreamState::Stalled;
+    if stalled {
+        body["jetstream_reason"] = js.reason().into();
+    }
+    stalled
 }
 
 fn metrics(shared: &Shared) -> Response {

@@ -95,6 +95,14 @@ pub struct Metrics {
     pub nats_reconnects: AtomicU64,
     pub nats_disconnects: AtomicU64,
     pub nats_lame_duck: AtomicU64,
+    /// Core NATS reconnects: subscribed clients may have missed messages.
+    pub nats_gap_events: AtomicU64,
+    pub jetstream_stalled: AtomicU64,
+    pub jetstream_stalls: AtomicU64,
+    pub jetstream_duplicates: AtomicU64,
+    pub jetstream_backlog_skipped: AtomicU64,
+    pub jetstream_gap_fills: AtomicU64,
+    pub jetstream_status_messages: AtomicU64,
     pub intake_queue: AtomicU64,
     pub intake_conflated: AtomicU64,
     pub intake_dropped: AtomicU64,
@@ -384,6 +392,41 @@ const FAMILIES: &[Family] = &[
         "nats_lame_duck_total",
         "NATS servers that announced lame-duck mode.",
         |m| &m.nats_lame_duck,
+    ),
+    counter(
+        "nats_gap_events_total",
+        "Core NATS reconnects after which subscribed clients may have missed messages.",
+        |m| &m.nats_gap_events,
+    ),
+    gauge(
+        "jetstream_stalled",
+        "1 while JetStream delivers nothing (no leader, or pending messages not fetched).",
+        |m| &m.jetstream_stalled,
+    ),
+    counter(
+        "jetstream_stalls_total",
+        "Times JetStream delivery stalled.",
+        |m| &m.jetstream_stalls,
+    ),
+    counter(
+        "jetstream_duplicates_total",
+        "JetStream redeliveries of messages already in the ring: acked, not sent again.",
+        |m| &m.jetstream_duplicates,
+    ),
+    counter(
+        "jetstream_backlog_skipped_total",
+        "JetStream messages published over 60s before the stream's newest: acked, not sent.",
+        |m| &m.jetstream_backlog_skipped,
+    ),
+    counter(
+        "jetstream_gap_fills_total",
+        "JetStream messages lost in flight, fetched by sequence and sent in order.",
+        |m| &m.jetstream_gap_fills,
+    ),
+    counter(
+        "jetstream_status_messages_total",
+        "JetStream status messages (heartbeats, 409, 503): control, never broadcast.",
+        |m| &m.jetstream_status_messages,
     ),
     counter(
         "intake_conflated_total",

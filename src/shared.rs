@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 
 use crate::broadcast::{Broadcast, MessageBody};
 use crate::config::Config;
+use crate::intake::JetStreamHealth;
 use crate::metrics::{Metrics, Reject};
 use crate::ring::Ring;
 
@@ -70,6 +71,8 @@ pub struct Shared {
     /// The NATS connection once the first connect succeeded; POST /publish uses it.
     #[allow(deprecated)] // the sync client, by design
     pub nats_conn: OnceLock<nats::Connection>,
+    /// JetStream's own state, apart from the connection's (intake::js_watch sets it).
+    pub jetstream: JetStreamHealth,
     /// WebSocket connections whose socket is still open (closing ones included):
     /// the drain waits for it to reach zero.
     pub live_ws: AtomicUsize,
@@ -84,6 +87,7 @@ impl Shared {
         } else {
             NatsState::Reconnecting
         };
+        let jetstream = config.nats_jetstream && !config.nats_urls.is_empty();
         Shared {
             ring: Ring::new(config.worker_queue_size),
             config: RwLock::new(Arc::new(config)),
@@ -96,6 +100,7 @@ impl Shared {
             intake_paused: AtomicBool::new(false),
             nats: AtomicU8::new(nats as u8),
             nats_conn: OnceLock::new(),
+            jetstream: JetStreamHealth::new(jetstream),
             live_ws: AtomicUsize::new(0),
             started: Instant::now(),
             instance,

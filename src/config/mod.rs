@@ -188,6 +188,8 @@ pub struct Config {
     pub js_max_msgs: i64,
     pub js_ack_wait: Duration,
     pub js_batch: usize,
+    /// Replicas of a stream odin-ws creates; None = auto (3 when possible, else 1).
+    pub js_replicas: Option<u8>,
     pub metrics_interval: Duration,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
@@ -338,6 +340,7 @@ fn read(r: &mut Reader) -> Config {
         js_max_msgs: r.int(JS_MAX_MSGS, 1, i64::MAX),
         js_ack_wait: r.duration(JS_ACK_WAIT, false),
         js_batch: r.int(JS_BATCH, 1, 10_000),
+        js_replicas: r.parse(JS_REPLICAS, values::js_replicas),
         metrics_interval: r.duration(METRICS_INTERVAL, false),
         log_level: r.choice(LOG_LEVEL, &LOG_LEVELS, level_name),
         log_format: r.choice(LOG_FORMAT, &LogFormat::ALL, LogFormat::as_str),

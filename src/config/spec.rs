@@ -61,6 +61,8 @@ variables! {
     JS_MAX_MSGS = "1000000";
     JS_ACK_WAIT = "30s";
     JS_BATCH = "256";
+    // auto = 3 when JetStream accepts three (three or more servers), else 1.
+    JS_REPLICAS = "auto";
     METRICS_INTERVAL = "15s";
     LOG_LEVEL = "info";
     LOG_FORMAT = "text";
@@ -147,6 +149,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 42);
+        assert_eq!(VARIABLES.len(), 43);
     }
 }

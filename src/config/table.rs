@@ -149,6 +149,11 @@ impl Config {
             (JS_MAX_MSGS, self.js_max_msgs.to_string()),
             (JS_ACK_WAIT, format_duration(self.js_ack_wait)),
             (JS_BATCH, self.js_batch.to_string()),
+            (
+                JS_REPLICAS,
+                self.js_replicas
+                    .map_or("auto".to_string(), |n| n.to_string()),
+            ),
             (METRICS_INTERVAL, format_duration(self.metrics_interval)),
             (LOG_LEVEL, level_name(&self.log_level).to_string()),
             (LOG_FORMAT, self.log_format.as_str().to_string()),

@@ -150,6 +150,18 @@ pub(super) fn optional_js_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// JS_REPLICAS: `auto` (None) or 1-5, JetStream's limit.
+pub(super) fn js_replicas(s: &str) -> Result<Option<u8>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    match s.parse::<u8>() {
+        Ok(n @ 1..=5) => Ok(Some(n)),
+        _ => Err(format!("must be auto or 1-5, got {s:?}")),
+    }
+}
+
 pub(super) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
@@ -282,6 +294,10 @@ mod tests {
         );
         assert!(js_name("").is_err());
         assert_eq!(optional_js_name(""), Ok(String::new()));
+        assert_eq!(js_replicas("auto"), Ok(None));
+        assert_eq!(js_replicas("3"), Ok(Some(3)));
+        assert_eq!(js_replicas("0"), Err("must be auto or 1-5, got \"0\"".into()));
+        assert!(js_replicas("6").is_err() && js_replicas("-1").is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub struct Request {
     pub method: String,
     /// The target without its query string.
     pub path: String,
+    /// What followed '?' in the target (empty when nothing did).
+    pub query: String,
     pub minor_version: u8,
     pub headers: Vec<(String, String)>,
     /// Bytes the head took, including the blank line.
@@ -64,7 +66,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
         std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::Malformed("head is not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
-    let (method, path, minor_version) = parse_request_line(request_line)?;
+    let (method, target, minor_version) = parse_request_line(request_line)?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let mut headers = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         if headers.len() == MAX_HEADERS {
@@ -74,7 +77,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
     }
     Ok(Some(Request {
         method,
-        path,
+        path: path.to_string(),
+        query: query.to_string(),
         minor_version,
         headers,
         head_len: end,
@@ -103,8 +107,7 @@ fn parse_request_line(line: &str) -> Result<(String, String, u8), ParseError> {
         "HTTP/1.0" => 0,
         _ => return Err(ParseError::Malformed("unsupported HTTP version")),
     };
-    let path = target.split('?').next().unwrap_or(target).to_string();
-    Ok((method.to_string(), path, minor_version))
+    Ok((method.to_string(), target.to_string(), minor_version))
 }
 
 fn parse_header(line: &str) -> Result<(String, String), ParseError> {
@@ -134,7 +137,7 @@ mod tests {
         let raw = b"GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\r\nrest";
         let req = parse_head(raw).unwrap().unwrap();
         assert_eq!(req.method, "GET");
-        assert_eq!(req.path, "/ws");
+        assert_eq!((req.path.as_str(), req.query.as_str()), ("/ws", "x=1"));
         assert_eq!(req.head_len, raw.len() - 4);
         assert_eq!(req.header("host"), Some("a"));
         assert!(req.header_has_token("connection", "upgrade"));

@@ -1,8 +1,11 @@
 //! The NATS intake thread: connects (retrying, reconnecting without limit),
 //! takes messages from core NATS subscriptions or a durable JetStream pull
 //! consumer, and feeds the broadcast ring within the configured rates: `connect`
-//! holds the connection, `core` and `jetstream` the two modes, `throttle` the
-//! pause and rate rules both obey, `pending` core NATS's bounded queue.
+//! holds the connection (`peer` names its server), `core` and `jetstream` the two
+//! modes, `throttle` the pause and rate rules both obey, `pending` core NATS's
+//! bounded queue. JetStream: `js_setup` makes the stream and the consumer, `seen`
+//! keeps delivery exactly once, `js_watch` and `health` tell a stall, `jsapi` makes
+//! the API requests.
 //!
 //! The `nats` crate is the synchronous client the design asks for (no async
 //! runtime); upstream marks it deprecated in favour of async-nats.
@@ -10,12 +13,19 @@
 
 mod connect;
 mod core;
+mod health;
+mod js_setup;
+mod js_watch;
 mod jetstream;
+mod jsapi;
+mod peer;
 mod pending;
+mod seen;
 mod throttle;
 
 use std::sync::Arc;
 
+pub use health::{JetStreamHealth, JetStreamState};
 pub use pending::{Incoming, Pending, Queued};
 pub use throttle::effective_rate;
 

@@ -1,0 +1,135 @@
+//! The JetStream API requests odin-ws makes itself (stream and consumer info and
+//! creation, one stored message), each with its own timeout and its own reading of
+//! the answer: "not found" is an answer, not an error (the nats crate logs every
+//! API error answer at ERROR, the expected "not found, then create" included).
+
+use std::fmt;
+use std::time::Duration;
+
+use nats::jetstream::{ConsumerInfo, RawStreamMessage, StreamInfo, StreamMessage};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// How long one API request may wait for its answer.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The server answered 404: no such stream, consumer or message.
+    NotFound,
+    /// The server answered with an error.
+    Refused { code: u16, description: String },
+    /// No answer in time, no responders, or the connection is down.
+    Unanswered(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::NotFound => f.write_str("not found"),
+            ApiError::Refused { code, description } => write!(f, "{description} ({code})"),
+            ApiError::Unanswered(e) => write!(f, "no answer: {e}"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: u16,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+struct MessageAnswer {
+    message: RawStreamMessage,
+}
+
+fn request<T: DeserializeOwned>(
+    conn: &nats::Connection,
+    subject: &str,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let answer = conn
+        .request_timeout(subject, body, TIMEOUT)
+        .map_err(|e| ApiError::Unanswered(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(&answer.data)
+        .map_err(|e| ApiError::Unanswered(format!("unreadable answer: {e}")))?;
+    if let Some(error) = value.get("error") {
+        let error = ErrorBody::deserialize(error).map_err(|e| ApiError::Refused {
+            code: 0,
+            description: format!("unreadable error: {e}"),
+        })?;
+        return Err(match error.code {
+            404 => ApiError::NotFound,
+            code => ApiError::Refused {
+                code,
+                description: error.description,
+            },
+        });
+    }
+    T::deserialize(value).map_err(|e| ApiError::Unanswered(format!("unexpected answer: {e}")))
+}
+
+pub fn stream_info(conn: &nats::Connection, stream: &str) -> Result<StreamInfo, ApiError> {
+    request(conn, &format!("$JS.API.STREAM.INFO.{stream}"), b"")
+}
+
+pub fn consumer_info(
+    conn: &nats::Connection,
+    stream: &str,
+    consumer: &str,
+) -> Result<ConsumerInfo, ApiError> {
+    request(
+        conn,
+        &format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+        b"",
+    )
+}
+
+/// `config`: the stream's configuration as JetStream's JSON.
+pub fn create_stream(
+    conn: &nats::Connection,
+    stream: &str,
+    config: &serde_json::Value,
+) -> Result<StreamInfo, ApiError> {
+    let body = config.to_string();
+    request(
+        conn,
+        &format!("$JS.API.STREAM.CREATE.{stream}"),
+        body.as_bytes(),
+    )
+}
+
+/// `config`: the durable consumer's configuration as JetStream's JSON.
+pub fn create_consumer(
+    conn: &nats::Connection,
+    stream: &str,
+    consumer: &str,
+    config: &serde_json::Value,
+) -> Result<ConsumerInfo, ApiError> {
+    let body = serde_json::json!({ "stream_name": stream, "config": config }).to_string();
+    request(
+        conn,
+        &format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
+        body.as_bytes(),
+    )
+}
+
+/// One stored message by its sequence.
+pub fn get_message(
+    conn: &nats::Connection,
+    stream: &str,
+    seq: u64,
+) -> Result<StreamMessage, ApiError> {
+    let body = serde_json::json!({ "seq": seq }).to_string();
+    let answer: MessageAnswer = request(
+        conn,
+        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        body.as_bytes(),
+    )?;
+    StreamMessage::try_from(answer.message).map_err(|e| ApiError::Refused {
+        code: 0,
+        description: format!("undecodable message {seq}: {e}"),
+    })
+}
