@@ -415,7 +415,7 @@ const FAMILIES: &[Family] = &[
     ),
     counter(
         "jetstream_backlog_skipped_total",
-        "JetStream messages published over 60s before the stream's newest: acked, not sent.",
+        "JetStream messages over JS_MAX_BACKLOG behind the stream's newest: acked, not sent.",
         |m| &m.jetstream_backlog_skipped,
     ),
     counter(

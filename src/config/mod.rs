@@ -190,6 +190,8 @@ pub struct Config {
     pub js_batch: usize,
     /// Replicas of a stream odin-ws creates; None = auto (3 when possible, else 1).
     pub js_replicas: Option<u8>,
+    /// A message published this long before the stream's newest is skipped.
+    pub js_max_backlog: Duration,
     pub metrics_interval: Duration,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
@@ -341,6 +343,7 @@ fn read(r: &mut Reader) -> Config {
         js_ack_wait: r.duration(JS_ACK_WAIT, false),
         js_batch: r.int(JS_BATCH, 1, 10_000),
         js_replicas: r.parse(JS_REPLICAS, values::js_replicas),
+        js_max_backlog: r.duration(JS_MAX_BACKLOG, false),
         metrics_interval: r.duration(METRICS_INTERVAL, false),
         log_level: r.choice(LOG_LEVEL, &LOG_LEVELS, level_name),
         log_format: r.choice(LOG_FORMAT, &LogFormat::ALL, LogFormat::as_str),

@@ -63,6 +63,8 @@ variables! {
     JS_BATCH = "256";
     // auto = 3 when JetStream accepts three (three or more servers), else 1.
     JS_REPLICAS = "auto";
+    // Older than this behind the stream's newest message: backlog, skipped.
+    JS_MAX_BACKLOG = "60s";
     METRICS_INTERVAL = "15s";
     LOG_LEVEL = "info";
     LOG_FORMAT = "text";
@@ -149,6 +151,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 43);
+        assert_eq!(VARIABLES.len(), 44);
     }
 }

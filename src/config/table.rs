@@ -154,6 +154,7 @@ impl Config {
                 self.js_replicas
                     .map_or("auto".to_string(), |n| n.to_string()),
             ),
+            (JS_MAX_BACKLOG, format_duration(self.js_max_backlog)),
             (METRICS_INTERVAL, format_duration(self.metrics_interval)),
             (LOG_LEVEL, level_name(&self.log_level).to_string()),
             (LOG_FORMAT, self.log_format.as_str().to_string()),

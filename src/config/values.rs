@@ -296,7 +296,10 @@ mod tests {
         assert_eq!(optional_js_name(""), Ok(String::new()));
         assert_eq!(js_replicas("auto"), Ok(None));
         assert_eq!(js_replicas("3"), Ok(Some(3)));
-        assert_eq!(js_replicas("0"), Err("must be auto or 1-5, got \"0\"".into()));
+        assert_eq!(
+            js_replicas("0"),
+            Err("must be auto or 1-5, got \"0\"".into())
+        );
         assert!(js_replicas("6").is_err() && js_replicas("-1").is_err());
     }
 

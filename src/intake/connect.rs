@@ -101,8 +101,7 @@ pub fn connect(shared: &Arc<Shared>) -> nats::Connection {
         match options(shared, &current).connect(servers.url_list().as_str()) {
             Ok(conn) => {
                 let ports = peer::ports(&shared.config().nats_urls);
-                *current.lock().unwrap_or_else(|e| e.into_inner()) =
-                    peer::connected_server(&ports);
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = peer::connected_server(&ports);
                 log::info!("NATS connected to {} (servers: {servers})", shown(&current));
                 return conn;
             }

@@ -55,11 +55,17 @@ impl JetStreamHealth {
 
     /// Why it is stalled; empty otherwise.
     pub fn reason(&self) -> String {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_ok(&self) {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.state.store(JetStreamState::Ok as u8, Relaxed);
     }
 

@@ -3,7 +3,7 @@
 //! a sequence already there is acked and not re-sent (`Seen`), and a sequence that
 //! skips ahead of the highest one first has the missing ones (deliveries lost with
 //! a connection) fetched by sequence, so clients get them once and in order. Status
-//! messages are control, never data. A backlog more than MAX_BACKLOG_AGE behind the
+//! messages are control, never data. A backlog more than JS_MAX_BACKLOG behind the
 //! stream's newest message is acked and skipped, counted and logged. Pausing stops
 //! fetching, so a pause, a NATS restart or an odin-ws restart loses nothing.
 
@@ -27,9 +27,6 @@ use crate::shared::{NatsState, Shared};
 const FETCH_EXPIRES: Duration = Duration::from_secs(1);
 /// While paused or after a failed fetch.
 const IDLE: Duration = Duration::from_millis(100);
-/// A message published this long before the stream's newest one is backlog, not
-/// live data: skipped (both times are the NATS server's clock).
-pub const MAX_BACKLOG_AGE: Duration = Duration::from_secs(60);
 /// A jump of more sequences than this is not filled in by sequence (more than a
 /// few batches lost in flight; the rest comes with JetStream's redelivery).
 const MAX_GAP_FILL: u64 = 1024;
@@ -54,6 +51,7 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
         conn,
         progress: &progress,
         fill_gaps: ready.fill_gaps,
+        max_backlog_ns: shared.config().js_max_backlog.as_nanos() as i64,
         seen: Seen::default(),
         skipped: Skipped::default(),
     };
@@ -66,6 +64,8 @@ struct Intake<'a> {
     progress: &'a Progress,
     /// False when the consumer filters subjects: its sequences have legitimate gaps.
     fill_gaps: bool,
+    /// JS_MAX_BACKLOG.
+    max_backlog_ns: i64,
     seen: Seen,
     skipped: Skipped,
 }
@@ -150,12 +150,12 @@ impl Intake<'_> {
         };
         let (seq, published) = (info.stream_seq, unix_ns(info.published));
         let m = &self.shared.metrics;
+        // Both times are the NATS server's clock.
+        let behind = self.progress.stream_last_ns().saturating_sub(published);
         let taken = if self.seen.contains(seq) {
             m.jetstream_duplicates.fetch_add(1, Relaxed);
             Taken::Acked
-        } else if self.progress.stream_last_ns().saturating_sub(published)
-            > MAX_BACKLOG_AGE.as_nanos() as i64
-        {
+        } else if behind > self.max_backlog_ns {
             self.seen.insert(seq);
             self.skipped.add(seq);
             m.jetstream_backlog_skipped.fetch_add(1, Relaxed);
@@ -192,7 +192,9 @@ impl Intake<'_> {
             header(DESCRIPTION),
             msg.subject
         );
-        Taken::Status { more: code == "100" }
+        Taken::Status {
+            more: code == "100",
+        }
     }
 
     /// Puts the sequences between the highest one in the ring and `seq` into the
@@ -266,10 +268,9 @@ impl Skipped {
     fn report(&mut self) {
         if self.count > 0 {
             log::warn!(
-                "JetStream: skipped {} backlog message(s) published more than {}s before the \
-                 stream's newest (stream sequences {}-{})",
+                "JetStream: skipped {} backlog message(s) published more than JS_MAX_BACKLOG \
+                 before the stream's newest (stream sequences {}-{})",
                 self.count,
-                MAX_BACKLOG_AGE.as_secs(),
                 self.first,
                 self.last
             );

@@ -113,11 +113,7 @@ fn warn_about_replicas(cfg: &Config, info: &StreamInfo) {
 }
 
 /// Ok(true) when the consumer takes every subject of the stream.
-fn ensure_consumer(
-    conn: &nats::Connection,
-    cfg: &Config,
-    replicas: usize,
-) -> Result<bool, String> {
+fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Result<bool, String> {
     let (stream, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     match jsapi::consumer_info(conn, stream, consumer) {
         Ok(info) => {

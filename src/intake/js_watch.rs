@@ -104,7 +104,9 @@ fn check(
     progress
         .stream_last_ns
         .store(unix_ns(info.state.last_ts), Relaxed);
-    leaders.stream.note(&format!("stream {stream}"), &info.cluster)?;
+    leaders
+        .stream
+        .note(&format!("stream {stream}"), &info.cluster)?;
     let info = jsapi::consumer_info(conn, stream, consumer)
         .map_err(|e| format!("consumer {consumer}: {e}"))?;
     leaders

@@ -14,9 +14,9 @@
 mod connect;
 mod core;
 mod health;
+mod jetstream;
 mod js_setup;
 mod js_watch;
-mod jetstream;
 mod jsapi;
 mod peer;
 mod pending;

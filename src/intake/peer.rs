@@ -46,7 +46,10 @@ fn peer_of(fd: i32) -> Option<SocketAddr> {
             // SAFETY: the family says the storage holds a sockaddr_in.
             let v4 = unsafe { &*(ptr as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(v4.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(v4.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.

@@ -97,7 +97,10 @@ mod tests {
         assert!(seen.insert(10));
         assert!(seen.insert(10 + WINDOW - 1));
         assert!(!seen.insert(10), "still inside the window");
-        assert!(seen.insert(10 + WINDOW), "10's bit is reused by 10 + WINDOW");
+        assert!(
+            seen.insert(10 + WINDOW),
+            "10's bit is reused by 10 + WINDOW"
+        );
         assert!(!seen.contains(10));
         assert!(seen.insert(10), "older than the window: counted as new");
         // A jump of more than the window clears everything.

@@ -9,6 +9,7 @@ mod hardening;
 mod http_endpoints;
 mod logs;
 mod nats_intake;
+mod nats_jetstream;
 mod protocol;
 mod raw;
 mod shutdown;

@@ -1,0 +1,225 @@
+//! JetStream exactly once against a real nats-server: a delivery lost in flight
+//! reaches clients once and in order, a lost first delivery comes with its
+//! redelivery, a new consumer starts at new messages, an existing one keeps its
+//! position and skips a backlog older than JS_MAX_BACKLOG.
+#![allow(deprecated)] // the sync nats client, as in the server
+
+use std::time::Duration;
+
+use nats::jetstream::{AckPolicy, ConsumerConfig, JetStream, PullSubscribeOptions, StreamConfig};
+
+use crate::support::*;
+
+const STREAM: &str = "ODIN_TEST";
+const CONSUMER: &str = "test-consumer";
+
+fn js_env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("NATS_URL", nats.url()),
+        ("NATS_SUBJECTS", "odin.>".into()),
+        ("NATS_JETSTREAM", "true".into()),
+        ("JS_STREAM", STREAM.into()),
+        ("JS_CONSUMER", CONSUMER.into()),
+        ("JS_ACK_WAIT", "2s".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    env
+}
+
+fn start(env: &[(&str, String)]) -> Server {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Server::start(&env)
+}
+
+fn publish(js: &JetStream, subject: &str, n: u64) -> u64 {
+    js.publish(subject, format!("{{\"n\":{n}}}"))
+        .expect("stored")
+        .sequence
+}
+
+/// The next message as (channel, seq, n).
+fn next(c: &mut Client) -> (String, u64, u64) {
+    let msg = read_json(c);
+    assert_eq!(msg["type"], "message", "{msg}");
+    (
+        msg["channel"].as_str().unwrap().to_string(),
+        msg["seq"].as_u64().unwrap(),
+        msg["data"]["n"].as_u64().unwrap(),
+    )
+}
+
+/// Pulls one message from the durable consumer and never acks it: to JetStream it
+/// is delivered to odin-ws and lost on the way.
+fn lose_one_delivery(js: &JetStream) -> u64 {
+    let options = PullSubscribeOptions::new()
+        .bind_stream(STREAM.into())
+        .durable_name(CONSUMER.into());
+    let thief = js.pull_subscribe_with_options("odin.>", &options).unwrap();
+    thief.request_batch(1).unwrap();
+    let msg = thief.next_timeout(DEADLINE).expect("the delivery to lose");
+    msg.jetstream_message_info().unwrap().stream_seq
+}
+
+fn wait_no_waiting_pulls(js: &JetStream) {
+    wait_for("odin-ws's pull requests to expire", || {
+        js.consumer_info(STREAM, CONSUMER).unwrap().num_waiting == 0
+    });
+}
+
+fn pause_env(path: &std::path::Path, threshold: u32) {
+    std::fs::write(
+        path,
+        format!("WS_CPU_REJECT_THRESHOLD={threshold}\nWS_CPU_PAUSE_THRESHOLD={threshold}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn jetstream_a_delivery_lost_in_flight_reaches_clients_once_and_in_order() {
+    let nats = NatsServer::start(true);
+    let dir = scratch("js-lost-in-flight");
+    let env_file = dir.join("pause.env");
+    pause_env(&env_file, 75);
+    let env = js_env(&nats, &[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Server::start_with_file(&env, env_file.to_str().unwrap());
+    s.wait_nats("connected");
+    let mut c = s.client();
+    subscribe(&mut c, &["odin.>"]);
+    let js = nats::jetstream::new(nats.client());
+    let first = publish(&js, "odin.js", 1);
+    assert_eq!(next(&mut c), ("odin.js".into(), first, 1));
+
+    // odin-ws stops fetching; the next message is delivered and lost on the way.
+    pause_env(&env_file, 0);
+    s.signal(libc::SIGHUP);
+    wait_for("intake to pause", || {
+        s.metric("odin_ws_intake_paused") == 1.0
+    });
+    wait_no_waiting_pulls(&js);
+    let lost = publish(&js, "odin.js", 2);
+    assert_eq!(lose_one_delivery(&js), lost);
+    for n in 3..=5 {
+        publish(&js, "odin.js", n);
+    }
+    pause_env(&env_file, 75);
+    s.signal(libc::SIGHUP);
+
+    // Filled in by sequence before 3, not after it when JS_ACK_WAIT redelivers it.
+    let got: Vec<u64> = (0..4).map(|_| next(&mut c).2).collect();
+    assert_eq!(got, [2, 3, 4, 5]);
+    assert_eq!(s.metric("odin_ws_jetstream_gap_fills_total"), 1.0);
+    // Its redelivery is acked, not sent again.
+    wait_for("the redelivery of the lost message", || {
+        s.metric("odin_ws_jetstream_duplicates_total") >= 1.0
+    });
+    publish(&js, "odin.js", 6);
+    assert_eq!(next(&mut c).2, 6);
+    wait_for("the consumer to have everything acked", || {
+        let info = js.consumer_info(STREAM, CONSUMER).unwrap();
+        info.num_ack_pending == 0 && info.num_pending == 0
+    });
+    let log = s.log.lock().unwrap().clone();
+    assert!(!log.contains("ERROR"), "no ERROR line:\n{log}");
+    assert!(
+        log.contains("created over odin.> with 1 replica(s)"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn jetstream_a_lost_first_delivery_is_sent_when_redelivered() {
+    let mut nats = NatsServer::start(true);
+    let js = nats::jetstream::new(nats.client());
+    js.add_stream(StreamConfig {
+        name: STREAM.into(),
+        subjects: vec!["odin.>".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    js.add_consumer(
+        STREAM,
+        ConsumerConfig {
+            durable_name: Some(CONSUMER.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for n in 1..=5 {
+        publish(&js, "odin.js", n);
+    }
+    assert_eq!(lose_one_delivery(&js), 1);
+
+    // The client subscribes while odin-ws waits for NATS, so it sees everything.
+    drop(js);
+    nats.stop();
+    let s = start(&js_env(&nats, &[]));
+    let mut c = s.client();
+    subscribe(&mut c, &["odin.>"]);
+    nats.restart();
+    let got: Vec<u64> = (0..5).map(|_| next(&mut c).1).collect();
+    assert_eq!(got, [2, 3, 4, 5, 1], "1 comes back after JS_ACK_WAIT");
+    let js = nats::jetstream::new(nats.client());
+    publish(&js, "odin.js", 6);
+    assert_eq!(next(&mut c).1, 6, "and nothing twice");
+}
+
+#[test]
+fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
+    let mut nats = NatsServer::start(true);
+    let js = nats::jetstream::new(nats.client());
+    js.add_stream(StreamConfig {
+        name: STREAM.into(),
+        subjects: vec!["odin.>".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    for n in 1..=10 {
+        publish(&js, "odin.old", n);
+    }
+    let env = js_env(&nats, &[("JS_MAX_BACKLOG", "2s")]);
+    let mut s = start(&env);
+    s.wait_nats("connected");
+    let mut c = s.client();
+    subscribe(&mut c, &["odin.>"]);
+    let live = publish(&js, "odin.old", 11);
+    assert_eq!(next(&mut c), ("odin.old".into(), live, 11), "no history");
+    wait_for("/health jetstream ok", || s.health()["jetstream"] == "ok");
+    assert_eq!(s.health()["jetstream_replicas"], 1);
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(), Some(0));
+
+    // While odin-ws is away: a backlog, then JS_MAX_BACKLOG of newer messages.
+    let old = publish(&js, "odin.old", 12);
+    let mut ticks = 0;
+    wait_for(
+        "the backlog to be over 3s behind the newest message",
+        || {
+            ticks += 1;
+            let seq = publish(&js, "odin.tick", ticks);
+            let newest = js.get_message(STREAM, seq).unwrap().time;
+            newest - js.get_message(STREAM, old).unwrap().time > Duration::from_secs(3)
+        },
+    );
+    drop(js);
+    nats.stop();
+    let s = start(&env);
+    let mut c = s.client();
+    subscribe(&mut c, &["odin.>"]);
+    nats.restart();
+    // The consumer kept its position: the recent ticks arrive, the old one does not.
+    let (channel, _, mut last) = next(&mut c);
+    assert_eq!(channel, "odin.tick");
+    while last < ticks {
+        let (channel, _, n) = next(&mut c);
+        assert_eq!((channel.as_str(), n), ("odin.tick", last + 1));
+        last = n;
+    }
+    assert!(s.metric("odin_ws_jetstream_backlog_skipped_total") >= 1.0);
+    wait_for("the skip to be logged", || {
+        s.log.lock().unwrap().contains("backlog message(s)")
+    });
+}
