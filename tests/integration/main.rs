@@ -1,6 +1,7 @@
 //! Integration tests: the real binary over real sockets. One test binary, one
 //! module per area.
 
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod config_cli;
@@ -8,6 +9,7 @@ mod fanout;
 mod hardening;
 mod http_endpoints;
 mod logs;
+mod nats_cluster;
 mod nats_intake;
 mod nats_jetstream;
 mod protocol;
