@@ -117,6 +117,23 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
     resumes_in_order(&nats, &mut c);
     assert!(s.metric("odin_ws_nats_reconnects_total") >= 1.0);
     assert!(s.metric("odin_ws_nats_disconnects_total") >= 1.0);
+    // Core NATS does not replay: the gap is counted.
+    assert!(s.metric("odin_ws_nats_gap_events_total") >= 1.0);
+    assert_eq!(s.health()["jetstream"], "disabled");
+    let log = s.log.lock().unwrap().clone();
+    let server = format!("127.0.0.1:{}", nats.port);
+    assert!(
+        log.contains(&format!("NATS connected to {server}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("NATS disconnected from {server}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("NATS reconnected to {server}")),
+        "{log}"
+    );
 }
 
 /// Publishes until delivery resumes (the resubscription races our publisher),
