@@ -110,10 +110,24 @@ impl Drop for NatsCluster {
 }
 
 /// Polls `check` until it holds or `within` passes.
-pub fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, within: Duration, check: impl FnMut() -> bool) {
+    wait_explained(what, within, check, String::new);
+}
+
+/// `wait_until`, with `explain()` (a log) in the failure message.
+pub fn wait_explained(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> bool,
+    explain: impl Fn() -> String,
+) {
     let deadline = Instant::now() + within;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            explain()
+        );
         std::thread::park_timeout(Duration::from_millis(50));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nats::jetstream::JetStream;
+use nats::jetstream::{JetStream, PublishOptions};
 
 use crate::cluster::*;
 use crate::support::*;
@@ -71,12 +71,17 @@ fn publisher(
     let sink = Arc::clone(&acked);
     std::thread::spawn(move || {
         let js = nats::jetstream::new(conn.clone());
+        let timeout = PublishOptions {
+            timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) {
             n += 1;
             let payload = format!("{{\"n\":{n}}}");
             if jetstream {
-                if let Ok(ack) = js.publish("odin.c", &payload) {
+                // A request lost with its node would otherwise wait forever.
+                if let Ok(ack) = js.publish_with_options("odin.c", &payload, &timeout) {
                     sink.lock().unwrap().push(ack.sequence);
                 }
             } else {
@@ -111,39 +116,49 @@ fn settled(js: &JetStream) -> bool {
             .is_ok_and(|i| current(&i.cluster))
 }
 
-/// Kills node `i`, waits for messages to flow again, restarts it and waits until
-/// the cluster has all its replicas back.
+/// Kills node `i`, waits for messages to flow again (and, with `stall`, for
+/// /health to say stalled and then ok), restarts it and waits until the cluster
+/// has all its replicas back.
 fn kill_and_recover(
     cluster: &mut NatsCluster,
     i: usize,
+    s: &Server,
     received: &Received,
-    js: &JetStream,
-    expect_stall: Option<&Server>,
+    stall: bool,
 ) {
+    let log = || s.log.lock().unwrap().clone();
     let before = received.lock().unwrap().len();
     let killed = Instant::now();
     cluster.kill(i);
-    if let Some(s) = expect_stall {
-        wait_until("/health?strict=1 to answer 503 (stalled)", ELECTION, || {
-            s.get("/health?strict=1").status == 503
-        });
+    if stall {
+        let stalled = || s.get("/health?strict=1").status == 503;
+        wait_explained(
+            "/health?strict=1 to answer 503 (stalled)",
+            ELECTION,
+            stalled,
+            log,
+        );
         let health = s.health();
         assert_eq!(health["jetstream"], "stalled", "{health}");
         assert_eq!(health["status"], "ok", "admission stays open: {health}");
-        wait_until("/health jetstream ok again", ELECTION, || {
-            s.health()["jetstream"] == "ok"
-        });
+        let ok = || s.health()["jetstream"] == "ok";
+        wait_explained("/health jetstream ok again", ELECTION, ok, log);
     }
-    wait_until("messages to flow again", ELECTION, || {
-        received.lock().unwrap().len() > before + 20
-    });
+    let flowing = || received.lock().unwrap().len() > before + 20;
+    wait_explained("messages to flow again", ELECTION, flowing, log);
     eprintln!(
         "node {} killed: flowing again after {:?}",
         cluster.nodes[i].name,
         killed.elapsed()
     );
     cluster.restart(i);
-    wait_until("the restarted node to catch up", ELECTION, || settled(js));
+    let js = nats::jetstream::new(nats::connect(cluster.urls().as_str()).unwrap());
+    wait_explained(
+        "the restarted node to catch up",
+        ELECTION,
+        || settled(&js),
+        log,
+    );
 }
 
 #[test]
@@ -184,7 +199,7 @@ fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_
     let log = || s.log.lock().unwrap().clone();
     let first_port = connected_port(&log()).expect("the connect line names the server");
     let node = cluster.by_port(first_port);
-    kill_and_recover(&mut cluster, node, &received, &js, None);
+    kill_and_recover(&mut cluster, node, &s, &received, false);
     assert!(
         log().contains(&format!("NATS disconnected from 127.0.0.1:{first_port}")),
         "{}",
@@ -192,10 +207,10 @@ fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_
     );
     let leader = stream_leader(&js).expect("a stream leader");
     let node = cluster.by_name(&leader);
-    kill_and_recover(&mut cluster, node, &received, &js, Some(&s));
+    kill_and_recover(&mut cluster, node, &s, &received, true);
     let leader = consumer_leader(&js).expect("a consumer leader");
     let node = cluster.by_name(&leader);
-    kill_and_recover(&mut cluster, node, &received, &js, Some(&s));
+    kill_and_recover(&mut cluster, node, &s, &received, true);
 
     stop.store(true, Ordering::Relaxed);
     let acked = acked.lock().unwrap().clone();
@@ -222,6 +237,16 @@ fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_
     assert_eq!(
         s.metric("odin_ws_messages_in_total{source=\"nats\"}") as usize,
         seqs.len()
+    );
+    let counts: Vec<String> = ["duplicates", "gap_fills", "status_messages", "stalls"]
+        .iter()
+        .map(|m| format!("{m} {}", s.metric(&format!("odin_ws_jetstream_{m}_total"))))
+        .collect();
+    eprintln!(
+        "{} acked, {} delivered; {}",
+        acked.len(),
+        seqs.len(),
+        counts.join(", ")
     );
     let log = log();
     assert!(log.contains("JetStream stalled"), "{log}");
