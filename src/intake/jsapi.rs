@@ -4,6 +4,7 @@
 //! API error answer at ERROR, the expected "not found, then create" included).
 
 use std::fmt;
+use std::io;
 use std::time::Duration;
 
 use nats::jetstream::{ConsumerInfo, RawStreamMessage, StreamInfo, StreamMessage};
@@ -52,7 +53,10 @@ fn request<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let answer = conn
         .request_timeout(subject, body, TIMEOUT)
-        .map_err(|e| ApiError::Unanswered(e.to_string()))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut => ApiError::Unanswered(format!("none within {TIMEOUT:?}")),
+            _ => ApiError::Unanswered(e.to_string()),
+        })?;
     let value: serde_json::Value = serde_json::from_slice(&answer.data)
         .map_err(|e| ApiError::Unanswered(format!("unreadable answer: {e}")))?;
     if let Some(error) = value.get("error") {
