@@ -8,6 +8,7 @@ pub mod broadcast;
 pub mod channel;
 pub mod config;
 pub mod endpoints;
+pub mod history;
 pub mod http;
 pub mod intake;
 pub mod logging;
