@@ -102,6 +102,12 @@ fn metrics(shared: &Shared) -> Response {
         .max()
         .unwrap_or(0);
     m.ring_lag.store(lag, Relaxed);
+    let hold = shared
+        .workers
+        .iter()
+        .map(|w| w.write_hold_us.load(Relaxed))
+        .max();
+    m.write_hold_us.store(hold.unwrap_or(0), Relaxed);
     m.handoff_queue.store(
         sum(|w| w.inbox.lock().map(|v| v.len() as u64).unwrap_or(0)),
         Relaxed,

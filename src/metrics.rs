@@ -91,6 +91,10 @@ pub struct Metrics {
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
     pub ring_lag: AtomicU64,
+    /// The longest write hold of any worker now (µs); refreshed on each scrape.
+    pub write_hold_us: AtomicU64,
+    /// Writes that waited for a connection's hold to pass.
+    pub held_writes: AtomicU64,
     pub nats_connected: AtomicU64,
     pub nats_reconnects: AtomicU64,
     pub nats_disconnects: AtomicU64,
@@ -378,6 +382,21 @@ const FAMILIES: &[Family] = &[
         "ring_lag",
         "Largest number of broadcasts a worker has yet to read.",
         |m| &m.ring_lag,
+    ),
+    Family {
+        name: "write_hold_seconds",
+        kind: Kind::Gauge,
+        help: "Longest time any worker now holds a connection's broadcasts to share one write (0 with headroom; at most WS_WRITE_DELAY).",
+        samples: Samples::Scaled {
+            value: |m| &m.write_hold_us,
+            divisor: 1e6,
+            decimals: 3,
+        },
+    },
+    counter(
+        "held_writes_total",
+        "Writes of broadcasts that waited for the connection's write hold.",
+        |m| &m.held_writes,
     ),
     gauge("nats_connected", "1 when connected to NATS.", |m| {
         &m.nats_connected

@@ -44,6 +44,7 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
             load: Default::default(),
             queued_bytes: Default::default(),
             ring_lag: Default::default(),
+            write_hold_us: Default::default(),
         });
     }
     let shared = Arc::new(Shared::new(config, handles, sysinfo::hostname()));

@@ -53,6 +53,8 @@ pub struct WorkerHandle {
     pub load: AtomicUsize,
     pub queued_bytes: AtomicU64,
     pub ring_lag: AtomicU64,
+    /// This worker's write hold (µs), published once a second.
+    pub write_hold_us: AtomicU64,
 }
 
 pub struct Shared {

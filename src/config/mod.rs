@@ -78,6 +78,26 @@ impl SlowClientPolicy {
     }
 }
 
+/// When a worker holds a connection's broadcasts to share one write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCoalesce {
+    /// Only while the worker is busy, up to WS_WRITE_DELAY (reactor/coalesce.rs).
+    Busy,
+    /// Always: a connection written to less than WS_WRITE_DELAY ago waits.
+    Always,
+}
+
+impl WriteCoalesce {
+    const ALL: [WriteCoalesce; 2] = [WriteCoalesce::Busy, WriteCoalesce::Always];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WriteCoalesce::Busy => "busy",
+            WriteCoalesce::Always => "always",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -162,8 +182,9 @@ pub struct Config {
     pub cpu_pause_threshold: f64,
     pub send_queue_bytes: usize,
     pub slow_client_policy: SlowClientPolicy,
-    /// How long a connection's broadcasts may wait to share one write.
+    /// The most a connection's broadcasts may wait to share one write.
     pub write_delay: Duration,
+    pub write_coalesce: WriteCoalesce,
     pub max_message_size: usize,
     pub max_subscriptions: usize,
     /// Inbound messages/s per connection.
@@ -321,6 +342,11 @@ fn read(r: &mut Reader) -> Config {
             SlowClientPolicy::as_str,
         ),
         write_delay: r.duration_up_to(WS_WRITE_DELAY, MAX_WRITE_DELAY),
+        write_coalesce: r.choice(
+            WS_WRITE_COALESCE,
+            &WriteCoalesce::ALL,
+            WriteCoalesce::as_str,
+        ),
         max_message_size: r.int(WS_MAX_MESSAGE_SIZE, 128, 16 * MIB),
         max_subscriptions: r.int(WS_MAX_SUBSCRIPTIONS, 1, 10_000),
         client_msg_rate: r.int(WS_CLIENT_MSG_RATE, 1, 100_000),

@@ -35,9 +35,12 @@ variables! {
     // 1 MiB per connection: several seconds of a busy market-data stream.
     WS_SEND_QUEUE_BYTES = "1048576";
     WS_SLOW_CLIENT_POLICY = "conflate";
-    // Broadcasts to one connection are gathered for up to this long into one write:
-    // at 25 msg/s per client, 150ms means ~4 messages per write instead of one.
+    // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
+    // per client, 150ms means ~4 messages per write instead of one.
     WS_WRITE_DELAY = "150ms";
+    // busy: hold only while a worker is busy (market data wants no added latency
+    // when there is headroom); always: hold every connection up to the delay.
+    WS_WRITE_COALESCE = "busy";
     WS_MAX_MESSAGE_SIZE = "65536";
     WS_MAX_SUBSCRIPTIONS = "100";
     WS_CLIENT_MSG_RATE = "50";
@@ -85,6 +88,7 @@ pub(crate) const RELOADABLE: &[&str] = &[
     WS_MAX_NATS_RATE,
     WS_MAX_BROADCAST_RATE,
     WS_WRITE_DELAY,
+    WS_WRITE_COALESCE,
     WS_CPU_REJECT_THRESHOLD,
     WS_CPU_PAUSE_THRESHOLD,
     WS_MAX_CONNECTIONS,
@@ -151,6 +155,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 44);
+        assert_eq!(VARIABLES.len(), 45);
     }
 }

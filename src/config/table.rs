@@ -62,6 +62,7 @@ impl Config {
         next.max_nats_rate = newer.max_nats_rate;
         next.max_broadcast_rate = newer.max_broadcast_rate;
         next.write_delay = newer.write_delay;
+        next.write_coalesce = newer.write_coalesce;
         next.cpu_reject_threshold = newer.cpu_reject_threshold;
         next.cpu_pause_threshold = newer.cpu_pause_threshold;
         next.max_connections = newer.max_connections;
@@ -119,6 +120,7 @@ impl Config {
                 self.slow_client_policy.as_str().to_string(),
             ),
             (WS_WRITE_DELAY, format_duration(self.write_delay)),
+            (WS_WRITE_COALESCE, self.write_coalesce.as_str().to_string()),
             (WS_MAX_MESSAGE_SIZE, self.max_message_size.to_string()),
             (WS_MAX_SUBSCRIPTIONS, self.max_subscriptions.to_string()),
             (WS_CLIENT_MSG_RATE, self.client_msg_rate.to_string()),

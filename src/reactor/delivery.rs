@@ -1,9 +1,10 @@
 //! Broadcast delivery for one worker: takes new broadcasts from the ring, queues
 //! each once on every matching connection under the slow-consumer policy, and
 //! lists who to flush for broadcasts: now (the fan-out list, FANOUT_BUDGET a
-//! turn) or once their write delay has passed (held). A connection written to
-//! within the last WS_WRITE_DELAY is held, so the broadcasts meanwhile share one
-//! write.
+//! turn) or once their write hold has passed (held). A connection written to
+//! within the last hold waits, so the broadcasts meanwhile share one write; the
+//! hold is WS_WRITE_DELAY with WS_WRITE_COALESCE=always, else the coalescer's,
+//! which is zero while the worker has headroom (coalesce.rs).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -12,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use super::coalesce::Coalescer;
 use super::conn::{Conn, State, Waiting};
 use super::effect::Context;
 use super::patterns::Subscriptions;
 use super::send_queue::Pushed;
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
-use crate::config::Config;
+use crate::config::{Config, WriteCoalesce};
 use crate::metrics::DropReason;
 use crate::shared::Shared;
 
@@ -39,8 +41,12 @@ pub struct Delivery {
     fanout: Vec<Key>,
     /// Connections whose broadcasts wait out WS_WRITE_DELAY, by when they are due.
     held: BinaryHeap<Reverse<(Instant, Key)>>,
-    /// Broadcasts queued since `take_deliveries`.
+    /// Broadcasts queued since `publish_deliveries`.
     deliveries: u64,
+    /// Flushes that waited for a hold, since `publish_deliveries`.
+    held_writes: u64,
+    /// The write hold that follows this worker's load.
+    coalescer: Coalescer,
 }
 
 /// What queueing one broadcast on one connection did.
@@ -69,7 +75,22 @@ impl Delivery {
             fanout: Vec::new(),
             held: BinaryHeap::new(),
             deliveries: 0,
+            held_writes: 0,
+            coalescer: Coalescer::new(Instant::now()),
         }
+    }
+
+    /// How long after its last write a connection's broadcasts may wait now.
+    pub fn hold(&self, cfg: &Config) -> Duration {
+        match cfg.write_coalesce {
+            WriteCoalesce::Always => cfg.write_delay,
+            WriteCoalesce::Busy => self.coalescer.hold().min(cfg.write_delay),
+        }
+    }
+
+    /// Counts one turn's work (from the poll's return to now) for the coalescer.
+    pub fn end_turn(&mut self, work: Duration, now: Instant, cfg: &Config) {
+        self.coalescer.turn(work, now, cfg.write_delay);
     }
 
     /// Queues up to RING_BATCH new broadcasts on their subscribers. Returns the
@@ -86,6 +107,7 @@ impl Delivery {
             return overflowed;
         }
         let now = Instant::now();
+        let hold = self.hold(&ctx.cfg);
         let mut dropped = Dropped::default();
         let batch = std::mem::take(&mut self.batch);
         let mut matched = std::mem::take(&mut self.matched);
@@ -101,7 +123,7 @@ impl Delivery {
                     Queued::Yes => {
                         self.deliveries += 1;
                         conn.pending_since.get_or_insert(b.received_at);
-                        self.schedule(conn, key, ctx.cfg.write_delay, now);
+                        self.schedule(conn, key, hold, now);
                     }
                 }
             }
@@ -129,13 +151,13 @@ impl Delivery {
     }
 
     /// Lists a connection with new broadcasts once: not at all when a reply flush
-    /// this turn takes them anyway, in the fan-out list when its write delay has
-    /// passed, else held until it has.
-    fn schedule<S>(&mut self, conn: &mut Conn<S>, key: Key, delay: Duration, now: Instant) {
+    /// this turn takes them anyway, in the fan-out list when its hold has passed,
+    /// else held until it has.
+    fn schedule<S>(&mut self, conn: &mut Conn<S>, key: Key, hold: Duration, now: Instant) {
         if conn.dirty || conn.broadcasts != Waiting::No {
             return;
         }
-        let due = conn.last_flush + delay;
+        let due = conn.last_flush + hold;
         if due <= now {
             conn.broadcasts = Waiting::Fanout;
             self.fanout.push(key);
@@ -158,6 +180,7 @@ impl Delivery {
             {
                 conn.broadcasts = Waiting::Fanout;
                 self.fanout.push(key);
+                self.held_writes += 1;
             }
         }
     }
@@ -186,10 +209,13 @@ impl Delivery {
         shared.ring.head().saturating_sub(self.cursor)
     }
 
-    /// Adds the deliveries counted since the last call to the shared counter.
+    /// Adds the deliveries and held writes counted since the last call to the
+    /// shared counters.
     pub fn publish_deliveries(&mut self, shared: &Shared) {
         let n = std::mem::take(&mut self.deliveries);
         shared.metrics.deliveries.fetch_add(n, Relaxed);
+        let held = std::mem::take(&mut self.held_writes);
+        shared.metrics.held_writes.fetch_add(held, Relaxed);
     }
 }
 
@@ -249,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_broadcast_two_patterns_match_is_queued_once_and_held_for_the_write_delay() {
-        let ctx = test_context(&[("WS_WRITE_DELAY", "150ms")]);
+        let ctx = test_context(&[("WS_WRITE_DELAY", "150ms"), ("WS_WRITE_COALESCE", "always")]);
         let (mut conns, mut subs, key) = subscriber(&ctx, &["a.*", "a.b"]);
         let mut delivery = Delivery::new(&ctx.shared);
         publish(&ctx, "a.b", b"1");
@@ -264,6 +290,34 @@ mod tests {
         assert!(delivery.next_held().is_some());
         delivery.publish_deliveries(&ctx.shared);
         assert_eq!(ctx.shared.metrics.deliveries.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_worker_with_headroom_writes_at_once() {
+        let ctx = test_context(&[("WS_WRITE_DELAY", "1s")]);
+        let (mut conns, mut subs, key) = subscriber(&ctx, &["a.b"]);
+        let mut delivery = Delivery::new(&ctx.shared);
+        assert_eq!(delivery.hold(&ctx.cfg), Duration::ZERO);
+        publish(&ctx, "a.b", b"1");
+        delivery.deliver(&mut conns, &mut subs, &ctx, 0);
+        // Just flushed (opened), but nothing holds it: this turn's fan-out.
+        assert!(conns.get_mut(key).unwrap().broadcasts == Waiting::Fanout);
+        assert_eq!(delivery.take_fanout(), vec![key]);
+        assert!(delivery.next_held().is_none());
+    }
+
+    #[test]
+    fn a_busy_worker_holds_but_never_past_the_write_delay() {
+        let ctx = test_context(&[("WS_WRITE_DELAY", "50ms")]);
+        let mut delivery = Delivery::new(&ctx.shared);
+        let t0 = Instant::now();
+        for i in 1..=10u32 {
+            let now = t0 + Duration::from_millis(100) * i;
+            delivery.end_turn(Duration::from_millis(100), now, &ctx.cfg);
+        }
+        assert_eq!(delivery.hold(&ctx.cfg), Duration::from_millis(50));
+        let zero = test_context(&[("WS_WRITE_DELAY", "0s")]);
+        assert_eq!(delivery.hold(&zero.cfg), Duration::ZERO);
     }
 
     #[test]

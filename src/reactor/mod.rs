@@ -6,6 +6,7 @@
 mod acceptor;
 mod accounting;
 mod closing;
+mod coalesce;
 mod conn;
 mod delivery;
 mod effect;

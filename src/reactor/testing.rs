@@ -38,6 +38,7 @@ pub fn test_shared(env: &[(&str, &str)]) -> Arc<Shared> {
         load: Default::default(),
         queued_bytes: Default::default(),
         ring_lag: Default::default(),
+        write_hold_us: Default::default(),
     };
     Arc::new(Shared::new(test_config(env), vec![handle], "test".into()))
 }

@@ -125,6 +125,9 @@ impl Worker {
         if self.ctx.now >= self.next_stats {
             self.publish_stats();
         }
+        let end = Instant::now();
+        let work = end.saturating_duration_since(self.ctx.now);
+        self.delivery.end_turn(work, end, &self.ctx.cfg);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -409,6 +412,8 @@ impl Worker {
         handle
             .ring_lag
             .store(self.delivery.ring_lag(shared), Relaxed);
+        let hold = self.delivery.hold(&self.ctx.cfg).as_micros() as u64;
+        handle.write_hold_us.store(hold, Relaxed);
     }
 }
 

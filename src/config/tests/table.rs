@@ -101,6 +101,7 @@ fn with_reloaded_applies_every_reloadable_setting_and_nothing_else() {
         ("WS_MAX_NATS_RATE", "10"),
         ("WS_MAX_BROADCAST_RATE", "20"),
         ("WS_WRITE_DELAY", "0s"),
+        ("WS_WRITE_COALESCE", "always"),
         ("WS_CPU_REJECT_THRESHOLD", "50"),
         ("WS_CPU_PAUSE_THRESHOLD", "60"),
         ("WS_MAX_CONNECTIONS", "5"),
