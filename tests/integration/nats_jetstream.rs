@@ -60,6 +60,18 @@ fn lose_one_delivery(js: &JetStream) -> u64 {
     msg.jetstream_message_info().unwrap().stream_seq
 }
 
+/// A JetStream context on `nats` with the stream made before odin-ws starts.
+fn stream_made_by_the_test(nats: &NatsServer) -> JetStream {
+    let js = nats::jetstream::new(nats.client());
+    js.add_stream(StreamConfig {
+        name: STREAM.into(),
+        subjects: vec!["odin.>".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    js
+}
+
 fn wait_no_waiting_pulls(js: &JetStream) {
     wait_for("odin-ws's pull requests to expire", || {
         js.consumer_info(STREAM, CONSUMER).unwrap().num_waiting == 0
@@ -131,13 +143,7 @@ fn jetstream_a_delivery_lost_in_flight_reaches_clients_once_and_in_order() {
 #[test]
 fn jetstream_a_lost_first_delivery_is_sent_when_redelivered() {
     let mut nats = NatsServer::start(true);
-    let js = nats::jetstream::new(nats.client());
-    js.add_stream(StreamConfig {
-        name: STREAM.into(),
-        subjects: vec!["odin.>".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let js = stream_made_by_the_test(&nats);
     js.add_consumer(
         STREAM,
         ConsumerConfig {
@@ -170,13 +176,7 @@ fn jetstream_a_lost_first_delivery_is_sent_when_redelivered() {
 #[test]
 fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     let mut nats = NatsServer::start(true);
-    let js = nats::jetstream::new(nats.client());
-    js.add_stream(StreamConfig {
-        name: STREAM.into(),
-        subjects: vec!["odin.>".into()],
-        ..Default::default()
-    })
-    .unwrap();
+    let js = stream_made_by_the_test(&nats);
     for n in 1..=10 {
         publish(&js, "odin.old", n);
     }
