@@ -164,26 +164,7 @@ fn kill_and_recover(
 #[test]
 fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_leader() {
     let _heavy = heavy();
-    let mut cluster = NatsCluster::start("nats-cluster-js");
-    let js = nats::jetstream::new(
-        nats::Options::new()
-            .max_reconnects(None)
-            .connect(cluster.urls().as_str())
-            .unwrap(),
-    );
-    wait_until("JetStream on the cluster", ELECTION, || {
-        js.account_info().is_ok()
-    });
-    let s = start(&cluster, true);
-    wait_until("/health jetstream ok", ELECTION, || {
-        s.health()["jetstream"] == "ok"
-    });
-    assert_eq!(
-        s.health()["jetstream_replicas"],
-        3,
-        "auto: R3 on three servers"
-    );
-    wait_until("stream and consumer replicated", ELECTION, || settled(&js));
+    let (mut cluster, js, s) = jetstream_cluster_with_odin_ws();
     let mut c = s.client();
     subscribe(&mut c, &[">"]);
     let (stop_reading, stop) = (
@@ -214,15 +195,69 @@ fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_
 
     stop.store(true, Ordering::Relaxed);
     let acked = acked.lock().unwrap().clone();
+    let seqs = delivered_once_in_order(&received, &acked);
+    stop_reading.store(true, Ordering::Relaxed);
+    assert_eq!(
+        s.metric("odin_ws_messages_in_total{source=\"nats\"}") as usize,
+        seqs.len()
+    );
+    logged_and_counted(&s, acked.len(), seqs.len());
+}
+
+/// The logs tell the stalls and the leader changes, with no ERROR.
+fn logged_and_counted(s: &Server, acked: usize, delivered: usize) {
+    let counts: Vec<String> = ["duplicates", "gap_fills", "status_messages", "stalls"]
+        .iter()
+        .map(|m| format!("{m} {}", s.metric(&format!("odin_ws_jetstream_{m}_total"))))
+        .collect();
+    eprintln!(
+        "{} acked, {} delivered; {}",
+        acked,
+        delivered,
+        counts.join(", ")
+    );
+    let log = s.log.lock().unwrap().clone();
+    assert!(log.contains("JetStream stalled"), "{log}");
+    assert!(log.contains("delivering again"), "{log}");
+    assert!(log.contains("leader now"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// A cluster, a JetStream context on it, and odin-ws with its R3 stream and
+/// consumer replicated on all three nodes.
+fn jetstream_cluster_with_odin_ws() -> (NatsCluster, JetStream, Server) {
+    let cluster = NatsCluster::start("nats-cluster-js");
+    let js = nats::jetstream::new(
+        nats::Options::new()
+            .max_reconnects(None)
+            .connect(cluster.urls().as_str())
+            .unwrap(),
+    );
+    wait_until("JetStream on the cluster", ELECTION, || {
+        js.account_info().is_ok()
+    });
+    let s = start(&cluster, true);
+    wait_until("/health jetstream ok", ELECTION, || {
+        s.health()["jetstream"] == "ok"
+    });
+    assert_eq!(
+        s.health()["jetstream_replicas"],
+        3,
+        "auto: R3 on three servers"
+    );
+    wait_until("stream and consumer replicated", ELECTION, || settled(&js));
+    (cluster, js, s)
+}
+
+/// Waits for the last acked message, then checks that every acked one arrived,
+/// each once and in stream order, and that nothing but stream messages did.
+/// Returns the stream sequences received.
+fn delivered_once_in_order(received: &Received, acked: &[u64]) -> Vec<u64> {
     let last = *acked.last().unwrap();
     wait_until("every acked message", ELECTION, || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, seq, _)| *seq >= last)
+        let received = received.lock().unwrap();
+        received.iter().any(|(_, seq, _)| *seq >= last)
     });
-    stop_reading.store(true, Ordering::Relaxed);
     let received = received.lock().unwrap().clone();
     for (channel, _, _) in &received {
         assert_eq!(channel, "odin.c", "only stream messages reach clients");
@@ -234,25 +269,7 @@ fn jetstream_on_a_cluster_survives_killing_its_node_the_stream_and_the_consumer_
     );
     let missing: Vec<&u64> = acked.iter().filter(|a| !seqs.contains(a)).collect();
     assert!(missing.is_empty(), "acked but never delivered: {missing:?}");
-    assert_eq!(
-        s.metric("odin_ws_messages_in_total{source=\"nats\"}") as usize,
-        seqs.len()
-    );
-    let counts: Vec<String> = ["duplicates", "gap_fills", "status_messages", "stalls"]
-        .iter()
-        .map(|m| format!("{m} {}", s.metric(&format!("odin_ws_jetstream_{m}_total"))))
-        .collect();
-    eprintln!(
-        "{} acked, {} delivered; {}",
-        acked.len(),
-        seqs.len(),
-        counts.join(", ")
-    );
-    let log = log();
-    assert!(log.contains("JetStream stalled"), "{log}");
-    assert!(log.contains("delivering again"), "{log}");
-    assert!(log.contains("leader now"), "{log}");
-    assert!(!log.contains("ERROR"), "{log}");
+    seqs
 }
 
 #[test]
