@@ -156,3 +156,43 @@ impl Leader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(name: Option<&str>, leader: Option<&str>) -> ClusterInfo {
+        ClusterInfo {
+            name: name.map(String::from),
+            leader: leader.map(String::from),
+            replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_without_a_leader_is_a_stall_and_a_new_leader_is_remembered() {
+        let mut leader = Leader::default();
+        assert_eq!(leader.note("stream S", &cluster(None, Some("n1"))), Ok(()));
+        assert_eq!(leader.0.as_deref(), Some("n1"));
+        assert_eq!(
+            leader.note("stream S", &cluster(Some("odin"), None)),
+            Err("stream S has no leader on cluster odin".to_string())
+        );
+        assert_eq!(leader.0.as_deref(), Some("n1"), "kept to log the change");
+        assert_eq!(
+            leader.note("stream S", &cluster(Some("odin"), Some("n2"))),
+            Ok(())
+        );
+        assert_eq!(leader.0.as_deref(), Some("n2"));
+        // A single server reports neither a cluster nor, on old versions, a leader.
+        assert_eq!(leader.note("stream S", &cluster(None, None)), Ok(()));
+    }
+
+    #[test]
+    fn progress_counts_from_the_last_answer() {
+        let progress = Progress::new(7);
+        assert_eq!(progress.stream_last_ns(), 7);
+        progress.answered();
+        assert!(progress.since_answer() < STALL_AFTER);
+    }
+}
