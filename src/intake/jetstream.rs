@@ -137,7 +137,12 @@ impl Intake<'_> {
                 Taken::Sent(n) => sent += n + 1,
                 Taken::Acked => {}
                 Taken::Status { more: true } => continue,
-                Taken::Status { more: false } => break,
+                Taken::Status { more: false } => {
+                    // The request ended (503 no responders, 409): during an
+                    // election, do not ask again at once.
+                    std::thread::sleep(IDLE);
+                    break;
+                }
             }
             self.progress.answered();
         }

@@ -1,7 +1,8 @@
 //! JetStream exactly once against a real nats-server: a delivery lost in flight
 //! reaches clients once and in order, a lost first delivery comes with its
 //! redelivery, a new consumer starts at new messages, an existing one keeps its
-//! position and skips a backlog older than JS_MAX_BACKLOG.
+//! position and skips a backlog older than JS_MAX_BACKLOG; a stream with fewer
+//! replicas than JS_REPLICAS is a warning.
 #![allow(deprecated)] // the sync nats client, as in the server
 
 use std::time::Duration;
@@ -180,7 +181,7 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     for n in 1..=10 {
         publish(&js, "odin.old", n);
     }
-    let env = js_env(&nats, &[("JS_MAX_BACKLOG", "2s")]);
+    let env = js_env(&nats, &[("JS_MAX_BACKLOG", "2s"), ("JS_REPLICAS", "3")]);
     let mut s = start(&env);
     s.wait_nats("connected");
     let mut c = s.client();
@@ -189,6 +190,8 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     assert_eq!(next(&mut c), ("odin.old".into(), live, 11), "no history");
     wait_for("/health jetstream ok", || s.health()["jetstream"] == "ok");
     assert_eq!(s.health()["jetstream_replicas"], 1);
+    let warning = "exists with 1 replica(s), fewer than JS_REPLICAS=3";
+    assert!(s.log.lock().unwrap().contains(warning));
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait_exit(), Some(0));
 
