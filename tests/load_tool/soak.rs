@@ -2,8 +2,7 @@
 //! refused before anything starts, and a short soak against the real server and
 //! a real nats-server samples the server and ends with PASS and exit 0.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +12,10 @@ use super::{LOAD, Proc, SERVER, exit_and_stdout, stderr_lines};
 /// The short soak publishes for 40 s; startup, ramp and reports come on top.
 const RUN_DEADLINE: Duration = Duration::from_secs(150);
 
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/soak");
+
 fn script() -> Command {
-    let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/soak"));
+    let mut cmd = Command::new(SCRIPT);
     cmd.env("ODIN_BIN", SERVER)
         .env("LOAD_BIN", LOAD)
         .stdout(Stdio::piped())
@@ -48,27 +49,13 @@ fn soak_help_answers_at_once_and_bad_settings_are_refused() {
     );
 }
 
-/// Each stdout line of `child`, until it closes stdout.
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Collects the script's stdout until it closes it (the script has ended); past
+/// Collects the script's output until it closes it (the script has ended); past
 /// RUN_DEADLINE the script is stopped with SIGTERM, so its trap ends its servers.
-fn run_to_end(run: &mut Proc, stdout: &mpsc::Receiver<String>) -> (Vec<String>, Option<i32>) {
+fn run_to_end(run: &mut Proc, output: &mpsc::Receiver<String>) -> (Vec<String>, Option<i32>) {
     let deadline = Instant::now() + RUN_DEADLINE;
     let mut lines = Vec::new();
     loop {
-        match stdout.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        match output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(line) => lines.push(line),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -83,9 +70,13 @@ fn run_to_end(run: &mut Proc, stdout: &mpsc::Receiver<String>) -> (Vec<String>, 
 #[test]
 fn a_short_soak_passes() {
     let dir = scratch("soak-short");
-    // 20 channels × 25 msg/s fill the server's broadcast ring (its main store)
-    // within the first half, which the trend leaves out as warm-up.
-    let mut child = script()
+    // Its progress, summary and verdict (stdout) go to its stderr, so they read in
+    // order with its log; 20 channels × 25 msg/s fill the server's broadcast ring
+    // (its main store) within the first half, which the trend leaves out as warm-up.
+    let mut child = Command::new("bash")
+        .args(["-c", "exec \"$0\" 1>&2", SCRIPT])
+        .env("ODIN_BIN", SERVER)
+        .env("LOAD_BIN", LOAD)
         .env("SOAK_DURATION", "40s")
         .env("SOAK_CONNECTIONS", "200")
         .env("SOAK_CHANNELS", "20")
@@ -94,17 +85,14 @@ fn a_short_soak_passes() {
         .env("SOAK_CHURN_PERCENT", "5")
         .env("SOAK_WARMUP_PERCENT", "50")
         .env("SOAK_DIR", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = stderr_lines(&mut child);
-    let stdout = stdout_lines(&mut child);
+    let output = stderr_lines(&mut child);
     let mut run = Proc(child);
-    let (lines, code) = run_to_end(&mut run, &stdout);
-    let text = format!(
-        "{}\n--- stderr:\n{}",
-        lines.join("\n"),
-        stderr.try_iter().collect::<Vec<_>>().join("\n")
-    );
+    let (lines, code) = run_to_end(&mut run, &output);
+    let text = lines.join("\n");
     assert_eq!(lines.last().map(String::as_str), Some("PASS"), "{text}");
     assert_eq!(code, Some(0), "{text}");
     // 190 steady clients, one per channel of 20, each channel 1,000 messages.
