@@ -49,6 +49,8 @@ pub struct SendQueue {
     offset: usize,
     /// Unwritten bytes in `items`.
     bytes: usize,
+    /// Unwritten bytes of `Own` items (replies, pongs, control frames).
+    own_bytes: usize,
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
@@ -66,7 +68,14 @@ impl SendQueue {
 
     pub fn push_own(&mut self, bytes: Bytes) {
         self.bytes += bytes.len();
+        self.own_bytes += bytes.len();
         self.items.push_back(Item::Own(bytes));
+    }
+
+    /// Whether the connection's own replies, not broadcasts, make up most of
+    /// what it holds: over the bound, that is abuse rather than slowness.
+    pub fn mostly_replies(&self) -> bool {
+        self.own_bytes * 2 > self.len()
     }
 
     pub fn push_broadcast(
@@ -200,14 +209,18 @@ impl SendQueue {
     fn advance(&mut self, mut written: usize) {
         self.bytes -= written;
         while written > 0 {
-            let front_left = self.items[0].bytes().len() - self.offset;
-            if written >= front_left {
-                written -= front_left;
+            let front = &self.items[0];
+            let front_left = front.bytes().len() - self.offset;
+            let n = written.min(front_left);
+            if matches!(front, Item::Own(_)) {
+                self.own_bytes -= n;
+            }
+            written -= n;
+            if n == front_left {
                 self.items.pop_front();
                 self.offset = 0;
             } else {
-                self.offset += written;
-                written = 0;
+                self.offset += n;
             }
         }
     }

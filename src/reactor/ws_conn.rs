@@ -2,9 +2,12 @@
 //! protocol (subscribe, unsubscribe, ping; the echo endpoint echoes), and its
 //! timer (pings, the idle timeout, the drain). Replies go into the connection's
 //! send queue; subscription changes and closes go to the worker as effects.
+//! A connection whose queue is over WS_SEND_QUEUE_BYTES is not read until it
+//! drains, and is closed if it stays over (see `on_timer`).
 
 use std::io::{self, Read};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tungstenite::protocol::frame::coding::{CloseCode, Data};
@@ -16,12 +19,15 @@ use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
 use crate::broadcast::{data_frame, text_frame};
 use crate::channel;
-use crate::protocol::{self, ClientMessage, ErrorCode};
+use crate::protocol::{self, ClientMessage, ErrorCode, RefusedChannels};
 
 /// Messages read from one connection per turn before others get their turn.
 const READ_BUDGET: usize = 32;
 /// An empty ping frame, shared by every connection.
 static PING_FRAME: [u8; 2] = [0x89, 0x00];
+/// How long a connection may stay over its queue bound, unread, before it is
+/// closed: long enough for a client that paused to catch up.
+pub const STALL_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a read turn ends the connection.
 #[derive(Debug, PartialEq)]
@@ -83,6 +89,11 @@ fn read_messages<S: Read>(
     out: &mut Effects,
 ) -> Option<Ending> {
     for _ in 0..READ_BUDGET {
+        // What it asked for is still unread by it: read no more until it is.
+        if send.len() > ctx.cfg.send_queue_bytes {
+            pause_reading(ws, ctx, out);
+            return None;
+        }
         let mut io = QueueIo {
             socket: &mut *stream,
             queue: &mut *send,
@@ -104,8 +115,62 @@ fn read_messages<S: Read>(
     None
 }
 
-/// Pings when due; closes an idle connection, or one whose drain time has come.
+/// Stops reading a connection over its queue bound (the worker reads it again
+/// once its queue drains, see `resume_reading`) and wakes it when its grace ends.
+fn pause_reading(ws: &mut WsConn, ctx: &Context, out: &mut Effects) {
+    if ws.paused_since.is_none() {
+        ws.paused_since = Some(ctx.now);
+        ctx.shared.metrics.reads_paused.fetch_add(1, Relaxed);
+        out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
+    }
+}
+
+/// After a flush: whether a paused connection has drained to half its bound
+/// and is read again (the caller reads it; input may wait from before).
+pub fn resume_reading<S>(conn: &mut Conn<S>, limit: usize) -> bool {
+    let State::Ws(ws) = &mut conn.state else {
+        return false;
+    };
+    if ws.paused_since.is_none() || conn.send.len() > limit / 2 {
+        return false;
+    }
+    ws.paused_since = None;
+    true
+}
+
+/// A connection still over its bound when its grace ends: closed with 1008 when
+/// its own replies fill most of the queue; when broadcasts do, their
+/// slow-client policy has the say and it waits another grace.
+fn check_stall<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) -> bool {
+    let State::Ws(ws) = &mut conn.state else {
+        return false;
+    };
+    let Some(since) = ws.paused_since.filter(|s| ctx.now >= *s + STALL_GRACE) else {
+        return false;
+    };
+    if conn.send.len() <= ctx.cfg.send_queue_bytes {
+        ws.paused_since = None;
+        out.push(Effect::ReadAgain);
+        return false;
+    }
+    if conn.send.mostly_replies() {
+        ctx.shared.metrics.reply_backlog_closes.fetch_add(1, Relaxed);
+        out.push(Effect::Close(CloseCode::Policy, REPLY_BACKLOG));
+        return true;
+    }
+    ws.paused_since = Some(since.max(ctx.now));
+    false
+}
+
+/// The close reason of a connection that does not read what it asked for.
+pub const REPLY_BACKLOG: &str = "not reading its replies";
+
+/// Pings when due; closes an idle connection, one whose drain time has come,
+/// or one that stayed over its queue bound with its own replies.
 pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    if check_stall(conn, ctx, out) {
+        return;
+    }
     let State::Ws(ws) = &mut conn.state else {
         return;
     };
@@ -143,25 +208,17 @@ fn on_message(
                 "binary frames are not supported",
             ));
         }
-        // tungstenite answers pings and close frames itself.
-        Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
+        // tungstenite answers pings (each costs a pong, so they count against
+        // the rate) and close frames itself.
+        Message::Ping(_) => return take_rate_token(ws, send, ctx).err(),
+        Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
             return None;
         }
     };
-    let rate = ctx.cfg.client_msg_rate;
-    if !ws.rate.allow(rate, ctx.now) {
-        // A second's worth of refused messages in a row is abuse, not a burst.
-        if ws.rate.refused > rate {
-            return Some(Ending::Close(
-                CloseCode::Policy,
-                "message rate limit exceeded",
-            ));
-        }
-        if ws.rate.refused == 1 {
-            let why = "over WS_CLIENT_MSG_RATE messages per second; slow down";
-            reply_error(send, ctx, ErrorCode::RateLimited, why, None);
-        }
-        return None;
+    match take_rate_token(ws, send, ctx) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(ending) => return Some(ending),
     }
     if ws.echo {
         send.push_own(text_frame(text.as_bytes().to_vec()));
@@ -169,6 +226,27 @@ fn on_message(
     }
     answer_request(&text, &ws.subscriptions, send, ctx, out);
     None
+}
+
+/// Whether a message may be answered under WS_CLIENT_MSG_RATE: the first refusal
+/// in a row is warned of, and a second's worth of them closes with 1008.
+fn take_rate_token(ws: &mut WsConn, send: &mut SendQueue, ctx: &Context) -> Result<bool, Ending> {
+    let rate = ctx.cfg.client_msg_rate;
+    if ws.rate.allow(rate, ctx.now) {
+        return Ok(true);
+    }
+    // A second's worth of refused messages in a row is abuse, not a burst.
+    if ws.rate.refused > rate {
+        return Err(Ending::Close(
+            CloseCode::Policy,
+            "message rate limit exceeded",
+        ));
+    }
+    if ws.rate.refused == 1 {
+        let why = "over WS_CLIENT_MSG_RATE messages per second; slow down";
+        reply_error(send, ctx, ErrorCode::RateLimited, why, None);
+    }
+    Ok(false)
 }
 
 /// A text message of the client protocol.
@@ -201,8 +279,9 @@ enum Change {
     Unsubscribe,
 }
 
-/// Validates each channel, then changes it; refusals are answered one by one,
-/// the accepted channels acknowledged together in the request's order.
+/// Validates each channel, then changes it; refusals are answered with one
+/// error frame per reason (naming a capped number of them), then the accepted
+/// channels are acknowledged together in the request's order.
 fn change_subscriptions(
     change: Change,
     channels: &[String],
@@ -213,21 +292,33 @@ fn change_subscriptions(
     out: &mut Effects,
 ) {
     let mut accepted = Vec::new();
+    let mut invalid = RefusedChannels::default();
+    let mut over_limit = RefusedChannels::default();
+    let max = ctx.cfg.max_subscriptions;
     for ch in channels {
-        let refusal = match (channel::validate_pattern(ch), change) {
-            (Err(e), _) => Some((
-                ErrorCode::InvalidChannel,
-                format!("invalid channel {ch:?}: {e}"),
-            )),
-            (Ok(()), Change::Subscribe) => subscribe(ch, held, ctx.cfg.max_subscriptions, out),
+        match (channel::validate_pattern(ch), change) {
+            (Err(e), _) => invalid.add(ch, || e.to_string()),
+            (Ok(()), Change::Subscribe) if !subscribe(ch, held, max, out) => {
+                over_limit.add(ch, String::new);
+            }
+            (Ok(()), Change::Subscribe) => accepted.push(ch.as_str()),
             (Ok(()), Change::Unsubscribe) => {
                 unsubscribe(ch, held, out);
-                None
+                accepted.push(ch.as_str());
             }
-        };
-        match refusal {
-            Some((code, message)) => reply_error(send, ctx, code, &message, id),
-            None => accepted.push(ch.as_str()),
+        }
+    }
+    let over = format!("limit of {max} subscriptions reached; not subscribed");
+    let refusals = [
+        (ErrorCode::InvalidChannel, "invalid channels", &invalid),
+        (ErrorCode::TooManySubscriptions, over.as_str(), &over_limit),
+    ];
+    for (code, summary, refused) in refusals {
+        if let Some(frame) = refused.error(code, summary, id) {
+            ctx.shared.metrics.client_error(code);
+            let unlisted = refused.unlisted() as u64;
+            ctx.shared.metrics.unlisted_channels.fetch_add(unlisted, Relaxed);
+            send.push_own(text_frame(frame.into_bytes()));
         }
     }
     if !accepted.is_empty() {
@@ -239,23 +330,16 @@ fn change_subscriptions(
     }
 }
 
-/// Lists `pattern` to add unless it is held already; refused past `max`.
-fn subscribe(
-    pattern: &str,
-    held: &[Pattern],
-    max: usize,
-    out: &mut Effects,
-) -> Option<(ErrorCode, String)> {
+/// Lists `pattern` to add unless it is held already; `false` (refused) past `max`.
+fn subscribe(pattern: &str, held: &[Pattern], max: usize, out: &mut Effects) -> bool {
     if holds(held, out, pattern) {
-        return None;
+        return true;
     }
     if held_count(held, out) >= max {
-        let message =
-            format!("cannot subscribe to {pattern:?}: limit of {max} subscriptions reached");
-        return Some((ErrorCode::TooManySubscriptions, message));
+        return false;
     }
     out.push(Effect::Subscribe(pattern.to_string()));
-    None
+    true
 }
 
 /// Lists `pattern` to drop when it is held (one not held is acknowledged all
