@@ -10,6 +10,10 @@ pub const MAX_ECHOED_ID: usize = 128;
 pub const MAX_LISTED_CHANNELS: usize = 16;
 /// Characters of a refused channel name echoed in an error frame.
 pub const MAX_ECHOED_CHANNEL: usize = 64;
+/// Most bytes of a `RefusedChannels` error frame: each listed name may be
+/// escaped to 6 bytes a character twice (list and message), plus its reason.
+pub const MAX_CHANNELS_ERROR_BYTES: usize =
+    MAX_LISTED_CHANNELS * (2 * (6 * MAX_ECHOED_CHANNEL + 4) + 80) + 512 + MAX_ECHOED_ID;
 /// Characters of a JSON parser's complaint echoed (it may quote the input).
 const MAX_PARSE_DETAIL: usize = 200;
 
@@ -348,6 +352,44 @@ mod tests {
         let mut names = ErrorCode::ALL.map(ErrorCode::as_str);
         names.sort_unstable();
         assert!(names.windows(2).all(|w| w[0] != w[1]), "{names:?}");
+    }
+
+    #[test]
+    fn ids_past_the_cap_are_left_out_and_said_so() {
+        let at_cap =
+            RawValue::from_string(format!("\"{}\"", "x".repeat(MAX_ECHOED_ID - 2))).unwrap();
+        let over = RawValue::from_string(format!("\"{}\"", "x".repeat(MAX_ECHOED_ID - 1))).unwrap();
+        assert!(pong(Some(&at_cap)).contains(at_cap.get()));
+        assert_eq!(pong(Some(&over)), r#"{"type":"pong","id_omitted":true}"#);
+    }
+
+    #[test]
+    fn refused_channels_make_one_bounded_frame() {
+        let names: Vec<String> = (0..100)
+            .map(|i| format!("{i}{}", "\u{1}".repeat(500)))
+            .collect();
+        let mut refused = RefusedChannels::default();
+        assert!(
+            refused
+                .error(ErrorCode::InvalidChannel, "x", None)
+                .is_none()
+        );
+        for name in &names {
+            refused.add(name, || "bad".into());
+        }
+        let frame = refused
+            .error(ErrorCode::InvalidChannel, "invalid", None)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(v["channels"].as_array().unwrap().len(), MAX_LISTED_CHANNELS);
+        assert_eq!(v["unlisted"], 100 - MAX_LISTED_CHANNELS);
+        let first = v["channels"][0].as_str().unwrap();
+        assert_eq!(first.chars().count(), MAX_ECHOED_CHANNEL);
+        assert!(
+            frame.len() <= MAX_CHANNELS_ERROR_BYTES,
+            "{} bytes",
+            frame.len()
+        );
     }
 
     #[test]

@@ -334,6 +334,26 @@ mod tests {
     }
 
     #[test]
+    fn own_bytes_are_told_apart_through_partial_writes() {
+        let mut q = SendQueue::default();
+        q.push_broadcast(&msg(1, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        q.push_own(Bytes::from(vec![b'r'; 100]));
+        assert!(q.mostly_replies());
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: q.len() - 60,
+        };
+        assert!(!q.flush(&mut sink, 1 << 20).unwrap());
+        assert_eq!((q.own_bytes, q.len()), (60, 60));
+        q.push_broadcast(&msg(2, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        q.push_broadcast(&msg(3, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        assert!(!q.mostly_replies());
+        sink.room = usize::MAX;
+        assert!(q.flush(&mut sink, 1 << 20).unwrap());
+        assert_eq!(q.own_bytes, 0);
+    }
+
+    #[test]
     fn conflate_keeps_newest_per_channel_and_flags_it() {
         let one = msg(0, "a").frame.len();
         let limit = one * 2;

@@ -154,7 +154,10 @@ fn check_stall<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) -> bool 
         return false;
     }
     if conn.send.mostly_replies() {
-        ctx.shared.metrics.reply_backlog_closes.fetch_add(1, Relaxed);
+        ctx.shared
+            .metrics
+            .reply_backlog_closes
+            .fetch_add(1, Relaxed);
         out.push(Effect::Close(CloseCode::Policy, REPLY_BACKLOG));
         return true;
     }
@@ -317,7 +320,10 @@ fn change_subscriptions(
         if let Some(frame) = refused.error(code, summary, id) {
             ctx.shared.metrics.client_error(code);
             let unlisted = refused.unlisted() as u64;
-            ctx.shared.metrics.unlisted_channels.fetch_add(unlisted, Relaxed);
+            ctx.shared
+                .metrics
+                .unlisted_channels
+                .fetch_add(unlisted, Relaxed);
             send.push_own(text_frame(frame.into_bytes()));
         }
     }
@@ -475,6 +481,143 @@ mod tests {
             (Some("pong"), Some(1))
         );
         assert!(matches!(conn.state, State::Ws(_)));
+    }
+
+    /// A subscribe naming `bad` invalid channels (each `width` bytes) and the
+    /// valid `good` ones, with an id of `id_bytes` bytes of JSON.
+    fn hostile_subscribe(bad: usize, width: usize, good: &[&str], id_bytes: usize) -> Vec<u8> {
+        let mut channels: Vec<String> = (0..bad)
+            .map(|i| format!("{i:0width$} x", width = width - 2))
+            .collect();
+        channels.extend(good.iter().map(|g| g.to_string()));
+        let id = "i".repeat(id_bytes - 2);
+        let json = serde_json::json!({"type": "subscribe", "channels": channels, "id": id});
+        client_text(&json.to_string())
+    }
+
+    #[test]
+    fn thousands_of_bad_channels_get_one_capped_error_then_the_ack() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        let frame = hostile_subscribe(2500, 8, &["ok.a", "ok.*"], 30_000);
+        assert!(frame.len() < ctx.cfg.max_message_size);
+        let out = feed(&mut conn, &ctx, &[frame]);
+        assert_eq!(out.iter().filter(|e| **e == Effect::Flush).count(), 1);
+        assert!(conn.send.len() < 4096, "{} bytes queued", conn.send.len());
+        let replies = conn.sent_json();
+        let kinds: Vec<_> = replies
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["error", "subscribed"]);
+        let error = &replies[0];
+        assert_eq!(error["code"], "invalid_channel");
+        let named = error["channels"].as_array().unwrap();
+        assert_eq!(named.len(), protocol::MAX_LISTED_CHANNELS);
+        assert_eq!(named[0], "000000 x");
+        assert_eq!(error["unlisted"], 2500 - protocol::MAX_LISTED_CHANNELS);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"000000 x\" (invalid character ' ')"),
+            "{message}"
+        );
+        assert!(message.ends_with("and 2484 more"), "{message}");
+        for reply in &replies {
+            assert_eq!(
+                (reply.get("id"), &reply["id_omitted"]),
+                (None, &serde_json::json!(true))
+            );
+        }
+        assert_eq!(replies[1]["channels"], serde_json::json!(["ok.a", "ok.*"]));
+        let metrics = &ctx.shared.metrics;
+        assert_eq!(metrics.unlisted_channels.load(Relaxed), 2484);
+    }
+
+    #[test]
+    fn long_bad_channel_names_are_cut_and_short_ids_echoed() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        feed(&mut conn, &ctx, &[hostile_subscribe(1, 5000, &[], 128)]);
+        let replies = conn.sent_json();
+        assert_eq!(replies.len(), 1);
+        let named = replies[0]["channels"][0].as_str().unwrap();
+        assert_eq!(named.len(), protocol::MAX_ECHOED_CHANNEL);
+        assert_eq!(replies[0]["id"].as_str().unwrap().len(), 126);
+        assert!(replies[0].get("unlisted").is_none());
+    }
+
+    #[test]
+    fn too_many_subscriptions_is_one_frame_per_request() {
+        let ctx = test_context(&[("WS_MAX_SUBSCRIPTIONS", "2")]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(
+            &mut conn,
+            &ctx,
+            &[subscribe_to(&["a", "b", "c", "d", "a..b"])],
+        );
+        assert_eq!(out.len(), 3, "{out:?}");
+        let replies = conn.sent_json();
+        let codes: Vec<_> = replies.iter().map(|r| r["code"].clone()).collect();
+        assert_eq!(codes[..2], ["invalid_channel", "too_many_subscriptions"]);
+        assert_eq!(replies[1]["channels"], serde_json::json!(["c", "d"]));
+        assert_eq!(replies[2]["channels"], serde_json::json!(["a", "b"]));
+        assert!(replies.iter().all(|r| r["id"] == 7));
+    }
+
+    /// Requests that each queue one error frame of about 2.4 KB.
+    fn costly_requests(n: usize) -> Vec<Vec<u8>> {
+        vec![hostile_subscribe(16, 60, &[], 10); n]
+    }
+
+    #[test]
+    fn a_connection_over_its_bound_is_not_read_then_closed_with_1008() {
+        let mut ctx = test_context(&[("WS_SEND_QUEUE_BYTES", "4096")]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(&mut conn, &ctx, &costly_requests(10));
+        let paused_at = ctx.now;
+        assert_eq!(
+            out,
+            [Effect::WakeAt(paused_at + STALL_GRACE), Effect::Flush]
+        );
+        let held = conn.send.len();
+        assert!((4096..4096 + 2600).contains(&held), "{held} bytes");
+        // More input is not read while the queue stays over.
+        assert_eq!(feed(&mut conn, &ctx, &costly_requests(1)), [Effect::Flush]);
+        assert_eq!(conn.send.len(), held);
+        assert_eq!(ctx.shared.metrics.reads_paused.load(Relaxed), 1);
+        ctx.now = paused_at + STALL_GRACE;
+        let mut out = Effects::new();
+        on_timer(&mut conn, &ctx, &mut out);
+        assert_eq!(out, [Effect::Close(CloseCode::Policy, REPLY_BACKLOG)]);
+        assert_eq!(ctx.shared.metrics.reply_backlog_closes.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_paused_connection_that_drains_is_read_again() {
+        let ctx = test_context(&[("WS_SEND_QUEUE_BYTES", "8192")]);
+        let mut conn = open_websocket(&ctx);
+        feed(&mut conn, &ctx, &costly_requests(6));
+        assert!(!resume_reading(&mut conn, 8192), "still over");
+        let first = conn.sent_json().len();
+        assert!(first < 6, "{first} answered before the pause");
+        assert!(resume_reading(&mut conn, 8192));
+        let out = feed(&mut conn, &ctx, &[]);
+        assert_eq!(first + conn.sent_json().len(), 6, "{out:?}");
+        assert!(matches!(&conn.state, State::Ws(ws) if ws.paused_since.is_none()));
+    }
+
+    #[test]
+    fn ping_frames_count_against_the_message_rate() {
+        let ctx = test_context(&[("WS_CLIENT_MSG_RATE", "2")]);
+        let mut conn = open_websocket(&ctx);
+        // A masked ping frame with the payload "p" (mask 0).
+        let ping = vec![0x89, 0x81, 0, 0, 0, 0, b'p'];
+        let out = feed(&mut conn, &ctx, &vec![ping; 5]);
+        let close = Effect::Close(CloseCode::Policy, "message rate limit exceeded");
+        assert_eq!(out, [close]);
+        let replies = conn.sent_json();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0]["code"], "rate_limited");
     }
 
     #[test]
