@@ -156,6 +156,20 @@ impl SendQueue {
         self.latest_bytes = 0;
     }
 
+    /// A connection closed for leaving its replies unread: everything unsent
+    /// goes (but a half-written frame), so the close frame is next.
+    pub fn discard_unsent(&mut self) {
+        let keep = usize::from(self.offset > 0);
+        for item in self.items.drain(keep..) {
+            self.bytes -= item.bytes().len();
+            if let Item::Own(b) = item {
+                self.own_bytes -= b.len();
+            }
+        }
+        self.latest.clear();
+        self.latest_bytes = 0;
+    }
+
     /// Once a conflating connection has drained half its bound, the newest message of
     /// every channel goes back into the queue in publish order, flagged when older ones
     /// were dropped.

@@ -312,12 +312,13 @@ impl Worker {
                 let metrics = &self.ctx.shared.metrics;
                 let close = if conn.send.mostly_replies() {
                     metrics.reply_backlog_closes.fetch_add(1, Relaxed);
+                    conn.send.discard_unsent();
                     (CloseCode::Policy, ws_conn::REPLY_BACKLOG)
                 } else {
                     metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                    conn.send.discard_broadcasts();
                     (CloseCode::Again, "slow consumer")
                 };
-                conn.send.discard_broadcasts();
                 self.begin_close(key, Some(close));
             }
         }

@@ -154,6 +154,7 @@ fn check_stall<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) -> bool 
         return false;
     }
     if conn.send.mostly_replies() {
+        conn.send.discard_unsent();
         ctx.shared
             .metrics
             .reply_backlog_closes
@@ -589,6 +590,7 @@ mod tests {
         let mut out = Effects::new();
         on_timer(&mut conn, &ctx, &mut out);
         assert_eq!(out, [Effect::Close(CloseCode::Policy, REPLY_BACKLOG)]);
+        assert_eq!(conn.send.len(), 0, "its unread replies are dropped");
         assert_eq!(ctx.shared.metrics.reply_backlog_closes.load(Relaxed), 1);
     }
 
