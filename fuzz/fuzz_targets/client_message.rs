@@ -6,30 +6,12 @@
 
 #![no_main]
 
+mod replies;
+
 use libfuzzer_sys::fuzz_target;
 use odin_ws::protocol::{self, ClientMessage};
-use serde_json::Value;
+use replies::reply;
 use serde_json::value::RawValue;
-
-/// Parses a reply the way a client would; panics (a finding) if it is not JSON.
-fn reply(json: &str, kind: &str, id: Option<&RawValue>) -> Value {
-    let v: Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("reply is not valid JSON ({e}): {json:?}"));
-    assert_eq!(v["type"], kind, "{json:?}");
-    match id {
-        // Too long to echo: `reply_caps` checks that case.
-        Some(id) if id.get().len() > protocol::MAX_ECHOED_ID => {
-            assert_eq!(v["id_omitted"], true, "{json:?}");
-        }
-        Some(id) => {
-            let want: Value = serde_json::from_str(id.get())
-                .unwrap_or_else(|e| panic!("parsed id is not valid JSON ({e}): {:?}", id.get()));
-            assert_eq!(v["id"], want, "id not echoed: {json:?}");
-        }
-        None => assert!(v.get("id").is_none(), "{json:?}"),
-    }
-    v
-}
 
 fn acks(kind: &str, channels: &[String], id: Option<&RawValue>) {
     let list: Vec<&str> = channels.iter().map(String::as_str).collect();

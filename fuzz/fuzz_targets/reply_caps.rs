@@ -8,31 +8,13 @@
 
 #![no_main]
 
+mod replies;
+
 use libfuzzer_sys::fuzz_target;
 use odin_ws::channel;
 use odin_ws::protocol::{self, ClientMessage, ErrorCode, RefusedChannels};
-use serde_json::Value;
+use replies::reply;
 use serde_json::value::RawValue;
-
-/// Parses a reply as a client would and checks its `type` and `id` rule.
-fn reply(json: &str, kind: &str, id: Option<&RawValue>) -> Value {
-    let v: Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("reply is not valid JSON ({e}): {json:?}"));
-    assert_eq!(v["type"], kind, "{json:?}");
-    match id {
-        Some(id) if id.get().len() <= protocol::MAX_ECHOED_ID => {
-            let want: Value = serde_json::from_str(id.get()).expect("a parsed id is JSON");
-            assert_eq!(v["id"], want, "id not echoed: {json:?}");
-            assert!(v.get("id_omitted").is_none(), "{json:?}");
-        }
-        Some(_) => {
-            assert!(v.get("id").is_none(), "a long id echoed: {json:?}");
-            assert_eq!(v["id_omitted"], true, "{json:?}");
-        }
-        None => assert!(v.get("id").is_none() && v.get("id_omitted").is_none()),
-    }
-    v
-}
 
 /// The one `invalid_channel` frame of a request, and its caps.
 fn refusals(channels: &[String], id: Option<&RawValue>) {
@@ -48,14 +30,24 @@ fn refusals(channels: &[String], id: Option<&RawValue>) {
         assert!(invalid.is_empty());
         return;
     };
-    assert!(json.len() <= protocol::MAX_CHANNELS_ERROR_BYTES, "{} bytes", json.len());
+    assert!(
+        json.len() <= protocol::MAX_CHANNELS_ERROR_BYTES,
+        "{} bytes",
+        json.len()
+    );
     let v = reply(&json, "error", id);
     assert_eq!(v["code"], "invalid_channel");
     let named = v["channels"].as_array().expect("a channels list");
-    assert_eq!(named.len(), invalid.len().min(protocol::MAX_LISTED_CHANNELS));
+    assert_eq!(
+        named.len(),
+        invalid.len().min(protocol::MAX_LISTED_CHANNELS)
+    );
     for (name, full) in named.iter().zip(&invalid) {
         let name = name.as_str().expect("a string");
-        assert!(full.starts_with(name), "{name:?} is not a prefix of {full:?}");
+        assert!(
+            full.starts_with(name),
+            "{name:?} is not a prefix of {full:?}"
+        );
         assert!(name.chars().count() <= protocol::MAX_ECHOED_CHANNEL);
     }
     let unlisted = invalid.len() - named.len();
@@ -71,17 +63,27 @@ fuzz_target!(|data: &[u8]| {
         return; // tungstenite rejects a text frame that is not UTF-8
     };
     match protocol::parse(text) {
-        Ok(ClientMessage::Subscribe { channels, id } | ClientMessage::Unsubscribe { channels, id }) => {
+        Ok(
+            ClientMessage::Subscribe { channels, id } | ClientMessage::Unsubscribe { channels, id },
+        ) => {
             refusals(&channels, id.as_deref());
             let list: Vec<&str> = channels.iter().map(String::as_str).collect();
-            reply(&protocol::ack("subscribed", &list, id.as_deref()), "subscribed", id.as_deref());
+            reply(
+                &protocol::ack("subscribed", &list, id.as_deref()),
+                "subscribed",
+                id.as_deref(),
+            );
         }
         Ok(ClientMessage::Ping { id }) => {
             reply(&protocol::pong(id.as_deref()), "pong", id.as_deref());
         }
         Err(e) => {
             let json = protocol::error(e.code, &e.message, e.id.as_deref());
-            assert!(e.message.len() <= 1024, "a long complaint: {} bytes", e.message.len());
+            assert!(
+                e.message.len() <= 1024,
+                "a long complaint: {} bytes",
+                e.message.len()
+            );
             reply(&json, "error", e.id.as_deref());
         }
     }
