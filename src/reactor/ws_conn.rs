@@ -313,27 +313,46 @@ fn change_subscriptions(
         }
     }
     let over = format!("limit of {max} subscriptions reached; not subscribed");
-    let refusals = [
-        (ErrorCode::InvalidChannel, "invalid channels", &invalid),
-        (ErrorCode::TooManySubscriptions, over.as_str(), &over_limit),
-    ];
-    for (code, summary, refused) in refusals {
-        if let Some(frame) = refused.error(code, summary, id) {
-            ctx.shared.metrics.client_error(code);
-            let unlisted = refused.unlisted() as u64;
-            ctx.shared
-                .metrics
-                .unlisted_channels
-                .fetch_add(unlisted, Relaxed);
-            send.push_own(text_frame(frame.into_bytes()));
-        }
-    }
+    reply_refusals(
+        ErrorCode::InvalidChannel,
+        "invalid channels",
+        &invalid,
+        id,
+        send,
+        ctx,
+    );
+    reply_refusals(
+        ErrorCode::TooManySubscriptions,
+        &over,
+        &over_limit,
+        id,
+        send,
+        ctx,
+    );
     if !accepted.is_empty() {
         let kind = match change {
             Change::Subscribe => "subscribed",
             Change::Unsubscribe => "unsubscribed",
         };
         send.push_own(text_frame(protocol::ack(kind, &accepted, id).into_bytes()));
+    }
+}
+
+/// The one error frame for a request's channels refused with `code`, if any.
+fn reply_refusals(
+    code: ErrorCode,
+    summary: &str,
+    refused: &RefusedChannels,
+    id: Option<&RawValue>,
+    send: &mut SendQueue,
+    ctx: &Context,
+) {
+    if let Some(frame) = refused.error(code, summary, id) {
+        let metrics = &ctx.shared.metrics;
+        metrics.client_error(code);
+        let unlisted = refused.unlisted() as u64;
+        metrics.unlisted_channels.fetch_add(unlisted, Relaxed);
+        send.push_own(text_frame(frame.into_bytes()));
     }
 }
 
