@@ -88,6 +88,12 @@ pub struct Metrics {
     /// Error frames sent to clients, indexed by `ErrorCode as usize`.
     client_errors: [AtomicU64; ErrorCode::ALL.len()],
     pub protocol_closes: AtomicU64,
+    /// Connections closed with 1008 for leaving their own replies unread.
+    pub reply_backlog_closes: AtomicU64,
+    /// Times a connection stopped being read because its queue passed its bound.
+    pub reads_paused: AtomicU64,
+    /// Refused channels counted in an error frame but not named there.
+    pub unlisted_channels: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
     pub ring_lag: AtomicU64,
@@ -345,6 +351,21 @@ const FAMILIES: &[Family] = &[
         "protocol_closes_total",
         "Connections closed for protocol violations or abuse.",
         |m| &m.protocol_closes,
+    ),
+    counter(
+        "reply_backlog_closes_total",
+        "Connections closed with 1008 while their own unread replies held their send queue over WS_SEND_QUEUE_BYTES.",
+        |m| &m.reply_backlog_closes,
+    ),
+    counter(
+        "reads_paused_total",
+        "Times a connection stopped being read because its send queue was over WS_SEND_QUEUE_BYTES.",
+        |m| &m.reads_paused,
+    ),
+    counter(
+        "unlisted_channels_total",
+        "Refused channels counted in an error frame but not named there (past the list's cap).",
+        |m| &m.unlisted_channels,
     ),
     Family {
         name: "client_errors_total",

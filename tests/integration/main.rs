@@ -11,6 +11,7 @@ mod logs;
 mod nats_intake;
 mod protocol;
 mod raw;
+mod reply_bounds;
 mod shutdown;
 mod slow_consumers;
 mod support;
