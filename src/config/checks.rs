@@ -1,8 +1,8 @@
 //! Stage three: settings checked against each other. A check is skipped when one of
 //! its variables already failed to parse, so each mistake is reported once.
 
-use super::derive::{self, RING_BROADCASTS};
 use super::Config;
+use super::derive::{self, RING_BROADCASTS};
 use super::duration::format_duration;
 use super::parse::Reader;
 use super::spec::*;

@@ -273,14 +273,18 @@ fn broadcast_size_is_checked_against_the_send_queue_and_the_ring() {
             ("WS_SEND_QUEUE_BYTES", "65536"),
             ("WS_MAX_BROADCAST_SIZE", "40000")
         ]),
-        ["WS_MAX_BROADCAST_SIZE (40000) must be <= half of WS_SEND_QUEUE_BYTES (65536), so a broadcast fits a send queue"]
+        [
+            "WS_MAX_BROADCAST_SIZE (40000) must be <= half of WS_SEND_QUEUE_BYTES (65536), so a broadcast fits a send queue"
+        ]
     );
     assert_eq!(
         messages(&[
             ("WS_MAX_BROADCAST_SIZE", "524288"),
             ("WS_RING_BYTES", "1048576")
         ]),
-        ["WS_RING_BYTES (1048576) must hold at least 4 broadcasts of WS_MAX_BROADCAST_SIZE (524288)"]
+        [
+            "WS_RING_BYTES (1048576) must hold at least 4 broadcasts of WS_MAX_BROADCAST_SIZE (524288)"
+        ]
     );
     let derived = from_env(&[("WS_SEND_QUEUE_BYTES", "16384")]).unwrap();
     assert_eq!(derived.max_broadcast_size, 8192);
