@@ -65,16 +65,16 @@ fn on_message(shared: &Shared, queue: &Queue, msg: nats::Message) {
         payload: msg.data,
         received_at: Instant::now(),
     };
-    let m = &shared.metrics;
+    let (m, cfg) = (&shared.metrics, shared.config());
     m.messages_in_nats.fetch_add(1, Relaxed);
     // Cheap early refusal (the frame is never shorter than the payload), so an
     // oversized message takes no room in the queue; `drain` checks the frame.
-    if incoming.payload.len() > shared.config().max_broadcast_size {
+    if incoming.payload.len() > cfg.max_broadcast_size {
         shared.refuse_broadcast(Refusal::TooLarge, &incoming.subject, incoming.payload.len());
         return;
     }
     let (subject, len) = (incoming.subject.clone(), incoming.payload.len());
-    let rate_limited = effective_rate(&shared.config()) > 0;
+    let rate_limited = effective_rate(&cfg) > 0;
     let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
     let conflate = shared.intake_paused.load(Relaxed) || (rate_limited && !pending.is_empty());
     let queued = pending.push(incoming, conflate);
