@@ -52,11 +52,13 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the port is announced, so a test that reads the
+                // log once started finds the start line in it.
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let port = addr.split(' ').next().unwrap().rsplit(':').next().unwrap();
                     let _ = tx.send(port.parse::<u16>().unwrap());
                 }
-                sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
         let stdout = child.stdout.take().unwrap();
