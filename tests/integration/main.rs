@@ -7,6 +7,7 @@ mod config_cli;
 mod fanout;
 mod hardening;
 mod http_endpoints;
+mod intake_bounds;
 mod logs;
 mod nats_intake;
 mod protocol;

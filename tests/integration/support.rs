@@ -200,6 +200,13 @@ impl NatsServer {
         }
     }
 
+    /// Sends `sig` to the nats-server (SIGSTOP / SIGCONT: a stalled server).
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            crate::common::signal(child, sig);
+        }
+    }
+
     #[allow(deprecated)] // the sync nats client, as in the server
     pub fn client(&self) -> nats::Connection {
         nats::connect(self.url().as_str()).expect("connect to nats-server")
