@@ -56,6 +56,16 @@ impl MessageBody {
         }
     }
 
+    /// The most bytes the frame of this body can take: its JSON with the longest
+    /// `seq` and the conflated flag, and the longest frame header.
+    pub fn max_frame_len(&self) -> usize {
+        const OVERHEAD: usize =
+            r#"{"type":"message","channel":,"seq":,"conflated":true,"data":}"#.len();
+        const SEQ_DIGITS: usize = 20;
+        const FRAME_HEADER: usize = 10;
+        OVERHEAD + SEQ_DIGITS + FRAME_HEADER + self.channel_json.len() + self.data_json.len()
+    }
+
     fn encode(&self, seq: u64, conflated: bool) -> Bytes {
         let flag = if conflated { ",\"conflated\":true" } else { "" };
         let json = format!(
@@ -77,6 +87,11 @@ impl Broadcast {
             received_at,
             body,
         }
+    }
+
+    /// What this broadcast holds in memory (frame and body), for the ring's byte bound.
+    pub fn held_bytes(&self) -> usize {
+        self.frame.len() + self.body.channel_json.len() + self.body.data_json.len()
     }
 
     /// The frame a slow consumer gets after older messages of the channel were dropped.
@@ -143,6 +158,17 @@ mod tests {
             r#"{"type":"message","channel":"a.b","seq":8,"data":"hi \"x\""}"#
         );
         assert!(payload_of(&b.conflated_frame()).contains(r#""seq":8,"conflated":true,"#));
+    }
+
+    /// Control bytes grow ~6x as a JSON string: the bound is on the encoded frame.
+    #[test]
+    fn max_frame_len_bounds_the_encoded_frame() {
+        let body = MessageBody::new("a.b", &[1u8; 1000]);
+        let bound = body.max_frame_len();
+        assert!(bound > 6000, "{bound}");
+        let b = Broadcast::new(0, u64::MAX, "a.b", body, Instant::now());
+        assert!(b.frame.len() <= bound && b.conflated_frame().len() <= bound);
+        assert!(b.frame.len() + 40 > bound, "{} vs {bound}", b.frame.len());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use crate::channel;
 use crate::config::Config;
 use crate::http::{Request, Response};
 use crate::intake::JetStreamState;
-use crate::metrics::Reject;
-use crate::shared::Shared;
+use crate::metrics::{PublishLoss, Reject};
+use crate::shared::{NatsState, Shared};
 
 /// The answer to a request for anything but the WebSocket paths; `None` while a
 /// publish body is still arriving. `body` is what followed the head so far.
@@ -161,6 +161,10 @@ fn publish(shared: &Shared, body: &[u8]) -> Response {
         return bad_request(&format!("invalid channel {:?}: {e}", parsed.channel));
     }
     let cfg = shared.config();
+    let body = MessageBody::from_json(&parsed.channel, parsed.data.get().into());
+    if body.max_frame_len() > cfg.max_broadcast_size {
+        return Response::text(413, "message frame over WS_MAX_BROADCAST_SIZE\n");
+    }
     if !cfg.nats_urls.is_empty() {
         // Through NATS, so every instance delivers it; it comes back to us only
         // on a subject we consume.
@@ -175,26 +179,32 @@ fn publish(shared: &Shared, body: &[u8]) -> Response {
                 parsed.channel
             ));
         }
-        if let Err(e) = publish_to_nats(shared, &parsed.channel, parsed.data.get()) {
-            return Response::json(503, serde_json::json!({ "error": e }).to_string())
+        if let Err((why, message)) = queue_for_nats(shared, &parsed.channel, parsed.data.get()) {
+            shared.metrics.publish_lost(why);
+            return Response::json(503, serde_json::json!({ "error": message }).to_string())
                 .retry_later();
         }
     } else {
-        let data: Box<str> = parsed.data.get().into();
-        shared.broadcast_local(
-            &parsed.channel,
-            MessageBody::from_json(&parsed.channel, data),
-        );
+        shared.broadcast_local(&parsed.channel, body);
     }
     shared.metrics.messages_in_http.fetch_add(1, Relaxed);
     Response::json(202, "{\"status\":\"accepted\"}".into())
 }
 
-#[allow(deprecated)] // the sync nats client, by design
-fn publish_to_nats(shared: &Shared, channel: &str, data: &str) -> Result<(), String> {
-    let conn = shared.nats_conn.get().ok_or("NATS is not connected yet")?;
-    conn.publish(channel, data)
-        .map_err(|e| format!("NATS publish failed: {e}"))
+/// Hands the message to the publisher thread: the NATS client may block, a
+/// reactor thread must not.
+fn queue_for_nats(
+    shared: &Shared,
+    channel: &str,
+    data: &str,
+) -> Result<(), (PublishLoss, &'static str)> {
+    if shared.nats_conn.get().is_none() || shared.nats_state() != NatsState::Connected {
+        return Err((PublishLoss::NotConnected, "NATS is not connected"));
+    }
+    if !shared.publish_queue.offer(&shared.metrics, channel, data) {
+        return Err((PublishLoss::QueueFull, "the NATS publish queue is full"));
+    }
+    Ok(())
 }
 
 fn bad_request(message: &str) -> Response {
@@ -202,10 +212,14 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// Compares a bearer token without an early exit on the first differing byte.
+/// The scheme is case-insensitive (RFC 7235).
 fn token_matches(header: Option<&str>, token: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+    let Some((scheme, given)) = header.and_then(|h| h.trim_start().split_once(' ')) else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("Bearer") {
+        return false;
+    }
     let (a, b) = (given.trim().as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -217,6 +231,9 @@ mod tests {
     #[test]
     fn bearer_token() {
         assert!(token_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(token_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(token_matches(Some("BEARER  s3cret"), "s3cret"));
+        assert!(!token_matches(Some("Bearers3cret"), "s3cret"));
         assert!(!token_matches(Some("Bearer s3cre"), "s3cret"));
         assert!(!token_matches(Some("Basic s3cret"), "s3cret"));
         assert!(!token_matches(None, "s3cret"));

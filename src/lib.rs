@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod protocol;
+pub mod publish_queue;
 pub mod rate;
 pub mod reactor;
 pub mod resolve;

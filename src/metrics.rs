@@ -67,6 +67,53 @@ impl DropReason {
     }
 }
 
+/// Why a message was refused or dropped before it reached the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its encoded frame is over WS_MAX_BROADCAST_SIZE.
+    TooLarge,
+    /// The intake's newest-per-channel map held its most channels.
+    IntakeChannels,
+    /// The intake's newest-per-channel map held its most bytes.
+    IntakeBytes,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooLarge => "too_large",
+            Refusal::IntakeChannels => "intake_channels",
+            Refusal::IntakeBytes => "intake_bytes",
+        }
+    }
+}
+
+/// Why a POST /publish to NATS was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishLoss {
+    /// Answered 503: the publish queue was full.
+    QueueFull,
+    /// Answered 503: NATS was not connected.
+    NotConnected,
+    /// Queued (202), then the NATS client refused it.
+    Failed,
+}
+
+impl PublishLoss {
+    pub const ALL: [PublishLoss; 3] = [
+        PublishLoss::QueueFull,
+        PublishLoss::NotConnected,
+        PublishLoss::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishLoss::QueueFull => "queue_full",
+            PublishLoss::NotConnected => "not_connected",
+            PublishLoss::Failed => "failed",
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the publish-to-write latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -88,6 +135,12 @@ pub struct Metrics {
     /// Error frames sent to clients, indexed by `ErrorCode as usize`.
     client_errors: [AtomicU64; ErrorCode::ALL.len()],
     pub protocol_closes: AtomicU64,
+    /// Connections closed with 1008 for leaving their own replies unread.
+    pub reply_backlog_closes: AtomicU64,
+    /// Times a connection stopped being read because its queue passed its bound.
+    pub reads_paused: AtomicU64,
+    /// Refused channels counted in an error frame but not named there.
+    pub unlisted_channels: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
     pub ring_lag: AtomicU64,
@@ -113,6 +166,16 @@ pub struct Metrics {
     pub intake_paused: AtomicU64,
     pub intake_pauses: AtomicU64,
     pub intake_paused_ms: AtomicU64,
+    /// Payload bytes held by the intake queue (FIFO and newest-per-channel map).
+    pub intake_queue_bytes: AtomicU64,
+    refused: [AtomicU64; 3],
+    pub ring_bytes: AtomicU64,
+    /// Broadcasts the ring released before their slot came round (byte bound).
+    pub ring_released: AtomicU64,
+    /// NATS publishes waiting for the publisher thread, and their bytes.
+    pub publish_queue: AtomicU64,
+    pub publish_queue_bytes: AtomicU64,
+    publish_losses: [AtomicU64; PublishLoss::ALL.len()],
     pub cpu_percent_x100: AtomicU64,
     pub rss_bytes: AtomicU64,
     latency_buckets: [AtomicU64; 14],
@@ -126,6 +189,15 @@ impl Metrics {
     }
     pub fn rejected(&self, why: Reject) -> u64 {
         self.rejected[why as usize].load(Relaxed)
+    }
+    pub fn refuse(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Relaxed);
+    }
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Relaxed)
+    }
+    pub fn publish_lost(&self, why: PublishLoss) {
+        self.publish_losses[why as usize].fetch_add(1, Relaxed);
     }
     pub fn dropped(&self, why: DropReason, n: u64) {
         self.drops[why as usize].fetch_add(n, Relaxed);
@@ -354,6 +426,21 @@ const FAMILIES: &[Family] = &[
         "Connections closed for protocol violations or abuse.",
         |m| &m.protocol_closes,
     ),
+    counter(
+        "reply_backlog_closes_total",
+        "Connections closed with 1008 while their own unread replies held their send queue over WS_SEND_QUEUE_BYTES.",
+        |m| &m.reply_backlog_closes,
+    ),
+    counter(
+        "reads_paused_total",
+        "Times a connection stopped being read because its send queue was over WS_SEND_QUEUE_BYTES.",
+        |m| &m.reads_paused,
+    ),
+    counter(
+        "unlisted_channels_total",
+        "Refused channels counted in an error frame but not named there (past the list's cap).",
+        |m| &m.unlisted_channels,
+    ),
     Family {
         name: "client_errors_total",
         kind: Kind::Counter,
@@ -454,9 +541,64 @@ const FAMILIES: &[Family] = &[
     ),
     counter(
         "intake_dropped_total",
-        "NATS messages dropped because the intake queue was full.",
+        "NATS messages dropped because the intake queue was full (by channels or bytes).",
         |m| &m.intake_dropped,
     ),
+    Family {
+        name: "broadcasts_refused_total",
+        kind: Kind::Counter,
+        help: "Messages that never reached the ring, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                [
+                    Refusal::TooLarge,
+                    Refusal::IntakeChannels,
+                    Refusal::IntakeBytes,
+                ]
+                .map(|r| (r.as_str(), m.refused(r)))
+                .to_vec()
+            },
+        },
+    },
+    gauge(
+        "intake_queue_bytes",
+        "Payload bytes of the NATS messages waiting for the ring (bounded).",
+        |m| &m.intake_queue_bytes,
+    ),
+    gauge(
+        "ring_bytes",
+        "Bytes held by the broadcast ring (bounded by WS_RING_BYTES).",
+        |m| &m.ring_bytes,
+    ),
+    counter(
+        "ring_released_total",
+        "Broadcasts the ring released early to stay within WS_RING_BYTES.",
+        |m| &m.ring_released,
+    ),
+    gauge(
+        "publish_queue",
+        "POST /publish messages waiting to be published to NATS (bounded).",
+        |m| &m.publish_queue,
+    ),
+    gauge(
+        "publish_queue_bytes",
+        "Bytes of the POST /publish messages waiting to be published to NATS.",
+        |m| &m.publish_queue_bytes,
+    ),
+    Family {
+        name: "publish_lost_total",
+        kind: Kind::Counter,
+        help: "POST /publish messages not published to NATS, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                PublishLoss::ALL
+                    .map(|p| (p.as_str(), m.publish_losses[p as usize].load(Relaxed)))
+                    .to_vec()
+            },
+        },
+    },
     counter(
         "intake_pauses_total",
         "Times NATS intake paused for CPU.",

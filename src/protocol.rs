@@ -3,7 +3,21 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A client request after parsing. `id` is echoed verbatim.
+/// Longest `id` echoed, in bytes of its JSON text: a longer one is left out of
+/// the reply, which says so with `"id_omitted":true`.
+pub const MAX_ECHOED_ID: usize = 128;
+/// Refused channels named in one error frame; the rest are only counted.
+pub const MAX_LISTED_CHANNELS: usize = 16;
+/// Characters of a refused channel name echoed in an error frame.
+pub const MAX_ECHOED_CHANNEL: usize = 64;
+/// Most bytes of a `RefusedChannels` error frame: each listed name may be
+/// escaped to 6 bytes a character twice (list and message), plus its reason.
+pub const MAX_CHANNELS_ERROR_BYTES: usize =
+    MAX_LISTED_CHANNELS * (2 * (6 * MAX_ECHOED_CHANNEL + 4) + 80) + 512 + MAX_ECHOED_ID;
+/// Characters of a JSON parser's complaint echoed (it may quote the input).
+const MAX_PARSE_DETAIL: usize = 200;
+
+/// A client request after parsing. `id` is echoed verbatim (up to `MAX_ECHOED_ID`).
 #[derive(Debug)]
 pub enum ClientMessage {
     Subscribe {
@@ -70,13 +84,19 @@ struct Envelope {
 pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
     let env: Envelope = serde_json::from_str(text).map_err(|e| ClientError {
         code: ErrorCode::InvalidJson,
-        message: format!("not a JSON request object: {e}"),
+        message: format!(
+            "not a JSON request object: {}",
+            cut(&e.to_string(), MAX_PARSE_DETAIL)
+        ),
         id: None,
     })?;
     if let Some(Err(e)) = env.id.as_deref().map(check_id) {
         return Err(ClientError {
             code: ErrorCode::InvalidJson,
-            message: format!("\"id\" is not valid JSON: {e}"),
+            message: format!(
+                "\"id\" is not valid JSON: {}",
+                cut(&e.to_string(), MAX_PARSE_DETAIL)
+            ),
             id: None,
         });
     }
@@ -125,20 +145,92 @@ fn check_id(id: &RawValue) -> Result<(), serde_json::Error> {
 
 /// Keeps echoed client strings short.
 fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(64) {
+    cut(s, MAX_ECHOED_CHANNEL)
+}
+
+/// The first `max` characters of `s`.
+fn cut(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
     }
 }
 
+/// Adds the echoed `id` to a reply object, or notes that it was too long to echo.
 fn with_id(mut json: String, id: Option<&RawValue>) -> String {
     if let Some(id) = id {
         json.pop();
-        json.push_str(",\"id\":");
-        json.push_str(id.get());
+        if id.get().len() <= MAX_ECHOED_ID {
+            json.push_str(",\"id\":");
+            json.push_str(id.get());
+        } else {
+            json.push_str(",\"id_omitted\":true");
+        }
         json.push('}');
     }
     json
+}
+
+/// The channels of one request refused for one reason: the first
+/// `MAX_LISTED_CHANNELS` with why, the rest only counted, so one error frame
+/// of bounded size answers a request of any length.
+#[derive(Default)]
+pub struct RefusedChannels<'a> {
+    listed: Vec<(&'a str, String)>,
+    unlisted: usize,
+}
+
+impl<'a> RefusedChannels<'a> {
+    /// Notes a refused channel; `why` is only formatted for a listed one.
+    pub fn add(&mut self, channel: &'a str, why: impl FnOnce() -> String) {
+        if self.listed.len() < MAX_LISTED_CHANNELS {
+            self.listed.push((channel, why()));
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    /// Channels refused but not named.
+    pub fn unlisted(&self) -> usize {
+        self.unlisted
+    }
+
+    /// The one error frame for these channels (`None` when there are none):
+    /// `message` is `summary` followed by each listed channel and why, and
+    /// `channels` names them, each cut to `MAX_ECHOED_CHANNEL` characters;
+    /// `unlisted` counts the rest.
+    pub fn error(&self, code: ErrorCode, summary: &str, id: Option<&RawValue>) -> Option<String> {
+        if self.listed.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.listed.iter().map(|(ch, _)| truncate(ch)).collect();
+        let mut message = summary.to_string();
+        for (i, ((_, why), name)) in self.listed.iter().zip(&names).enumerate() {
+            message.push_str(if i == 0 { ": " } else { "; " });
+            message.push_str(&quote(name));
+            if !why.is_empty() {
+                message.push_str(" (");
+                message.push_str(why);
+                message.push(')');
+            }
+        }
+        if self.unlisted > 0 {
+            message.push_str(&format!("; and {} more", self.unlisted));
+        }
+        let mut json = error(code, &message, None);
+        json.pop();
+        let list = serde_json::to_string(&names).expect("strings always serialize");
+        json.push_str(&format!(",\"channels\":{list}"));
+        if self.unlisted > 0 {
+            json.push_str(&format!(",\"unlisted\":{}", self.unlisted));
+        }
+        json.push('}');
+        Some(with_id(json, id))
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -260,6 +352,44 @@ mod tests {
         let mut names = ErrorCode::ALL.map(ErrorCode::as_str);
         names.sort_unstable();
         assert!(names.windows(2).all(|w| w[0] != w[1]), "{names:?}");
+    }
+
+    #[test]
+    fn ids_past_the_cap_are_left_out_and_said_so() {
+        let at_cap =
+            RawValue::from_string(format!("\"{}\"", "x".repeat(MAX_ECHOED_ID - 2))).unwrap();
+        let over = RawValue::from_string(format!("\"{}\"", "x".repeat(MAX_ECHOED_ID - 1))).unwrap();
+        assert!(pong(Some(&at_cap)).contains(at_cap.get()));
+        assert_eq!(pong(Some(&over)), r#"{"type":"pong","id_omitted":true}"#);
+    }
+
+    #[test]
+    fn refused_channels_make_one_bounded_frame() {
+        let names: Vec<String> = (0..100)
+            .map(|i| format!("{i}{}", "\u{1}".repeat(500)))
+            .collect();
+        let mut refused = RefusedChannels::default();
+        assert!(
+            refused
+                .error(ErrorCode::InvalidChannel, "x", None)
+                .is_none()
+        );
+        for name in &names {
+            refused.add(name, || "bad".into());
+        }
+        let frame = refused
+            .error(ErrorCode::InvalidChannel, "invalid", None)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(v["channels"].as_array().unwrap().len(), MAX_LISTED_CHANNELS);
+        assert_eq!(v["unlisted"], 100 - MAX_LISTED_CHANNELS);
+        let first = v["channels"][0].as_str().unwrap();
+        assert_eq!(first.chars().count(), MAX_ECHOED_CHANNEL);
+        assert!(
+            frame.len() <= MAX_CHANNELS_ERROR_BYTES,
+            "{} bytes",
+            frame.len()
+        );
     }
 
     #[test]

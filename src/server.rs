@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::logging::plural;
 use crate::reactor::{Acceptor, WAKE_TOKEN, Worker, bind};
 use crate::shared::{Shared, WorkerHandle};
-use crate::{intake, logging, monitor, sysinfo};
+use crate::{intake, logging, monitor, publish_queue, sysinfo};
 
 /// Time past the grace period for the last close frames to be written.
 const DRAIN_SLACK: Duration = Duration::from_secs(3);
@@ -57,6 +57,7 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
     let monitor_shared = Arc::clone(&shared);
     spawn("monitor", move || monitor::run(&monitor_shared))?;
     intake::start(Arc::clone(&shared))?;
+    publish_queue::start(Arc::clone(&shared))?;
 
     let cfg = shared.config();
     log::info!(

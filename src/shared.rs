@@ -11,11 +11,15 @@ use mio::net::TcpStream;
 use crate::broadcast::{Broadcast, MessageBody};
 use crate::config::Config;
 use crate::intake::JetStreamHealth;
-use crate::metrics::{Metrics, Reject};
+use crate::metrics::{Metrics, Refusal, Reject};
+use crate::publish_queue::{self, PublishQueue};
 use crate::ring::Ring;
 
 /// Sockets waiting for one worker; the acceptor refuses more than this.
 pub const HANDOFF_CAPACITY: usize = 65_536;
+
+/// At most one log line per this many ms about refused broadcasts.
+const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -75,6 +79,10 @@ pub struct Shared {
     pub nats_conn: OnceLock<nats::Connection>,
     /// JetStream's own state, apart from the connection's (intake::js_watch sets it).
     pub jetstream: JetStreamHealth,
+    /// POST /publish messages on their way to NATS (NATS mode only).
+    pub publish_queue: PublishQueue,
+    /// When (ms since `started`) a refused broadcast was last logged, plus one.
+    refusal_logged_ms: AtomicU64,
     /// WebSocket connections whose socket is still open (closing ones included):
     /// the drain waits for it to reach zero.
     pub live_ws: AtomicUsize,
@@ -91,7 +99,7 @@ impl Shared {
         };
         let jetstream = config.nats_jetstream && !config.nats_urls.is_empty();
         Shared {
-            ring: Ring::new(config.worker_queue_size),
+            ring: Ring::new(config.worker_queue_size, config.ring_bytes),
             config: RwLock::new(Arc::new(config)),
             metrics: Metrics::default(),
             workers,
@@ -103,6 +111,8 @@ impl Shared {
             nats: AtomicU8::new(nats as u8),
             nats_conn: OnceLock::new(),
             jetstream: JetStreamHealth::new(jetstream),
+            publish_queue: PublishQueue::new(publish_queue::MAX_MESSAGES, publish_queue::MAX_BYTES),
+            refusal_logged_ms: AtomicU64::new(0),
             live_ws: AtomicUsize::new(0),
             started: Instant::now(),
             instance,
@@ -171,10 +181,61 @@ impl Shared {
         received_at: Instant,
         seq: Option<u64>,
     ) {
-        self.ring.push_with(|pos| {
+        let appended = self.ring.push_with(|pos| {
             Broadcast::new(pos, seq.unwrap_or(pos + 1), channel, body, received_at)
         });
-        self.metrics.broadcasts.fetch_add(1, Ordering::Relaxed);
+        let m = &self.metrics;
+        m.broadcasts.fetch_add(1, Ordering::Relaxed);
+        m.ring_released
+            .fetch_add(appended.released, Ordering::Relaxed);
+        m.ring_bytes.store(appended.bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The body of a NATS message (core or JetStream) when its frame fits
+    /// WS_MAX_BROADCAST_SIZE; else `None`, counted and logged (rate-limited). A
+    /// frame larger than a send queue would close every subscriber instead.
+    pub fn admit_broadcast(&self, channel: &str, payload: &[u8]) -> Option<MessageBody> {
+        let max = self.config().max_broadcast_size;
+        // The encoded frame is never shorter than the payload: skip escaping it.
+        if payload.len() <= max {
+            let body = MessageBody::new(channel, payload);
+            if body.max_frame_len() <= max {
+                return Some(body);
+            }
+        }
+        self.refuse_broadcast(Refusal::TooLarge, channel, payload.len());
+        None
+    }
+
+    /// Counts a message that never reaches the ring, and logs it at most once per
+    /// REFUSAL_LOG_INTERVAL_MS with the count so far.
+    pub fn refuse_broadcast(&self, why: Refusal, channel: &str, payload_len: usize) {
+        self.metrics.refuse(why);
+        let now_ms = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.refusal_logged_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms >= last + REFUSAL_LOG_INTERVAL_MS;
+        if due
+            && self
+                .refusal_logged_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let limit = match why {
+                Refusal::TooLarge => {
+                    let max = self.config().max_broadcast_size;
+                    format!("its frame is over WS_MAX_BROADCAST_SIZE={max}")
+                }
+                Refusal::IntakeChannels | Refusal::IntakeBytes => {
+                    "the intake queue is full".to_string()
+                }
+            };
+            log::warn!(
+                "NATS message on {channel} ({payload_len} bytes) not broadcast: {limit} \
+                 ({} so far: odin_ws_broadcasts_refused_total{{reason=\"{}\"}})",
+                self.metrics.refused(why),
+                why.as_str()
+            );
+        }
     }
 
     /// A message for this instance's clients only.

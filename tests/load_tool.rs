@@ -1,7 +1,7 @@
 //! odin-ws-load against the real odin-ws binary (and against nats-server's own
 //! WebSocket listener in NATS mode): the counts it reports must match what its
 //! publisher sent, and failures must be counted with their reason. Its subscribe
-//! mode and scripts/load-test are tested in the modules below.
+//! mode, scripts/load-test and scripts/soak are tested in the modules below.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -17,6 +17,8 @@ use common::{free_port, wait_exit};
 
 #[path = "load_tool/script.rs"]
 mod script;
+#[path = "load_tool/soak.rs"]
+mod soak;
 #[path = "load_tool/subscribe.rs"]
 mod subscribe;
 

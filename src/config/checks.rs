@@ -2,12 +2,14 @@
 //! its variables already failed to parse, so each mistake is reported once.
 
 use super::Config;
+use super::derive::{self, RING_BROADCASTS};
 use super::duration::format_duration;
 use super::parse::Reader;
 use super::spec::*;
 
 pub(super) fn cross_fields(c: &Config, r: &mut Reader) {
     thresholds(c, r);
+    sizes(c, r);
     timeouts(c, r);
     paths(c, r);
     nats(c, r);
@@ -25,6 +27,37 @@ fn thresholds(c: &Config, r: &mut Reader) {
             format!(
                 "{WS_CPU_PAUSE_THRESHOLD} ({}) must be >= {WS_CPU_REJECT_THRESHOLD} ({})",
                 c.cpu_pause_threshold, c.cpu_reject_threshold
+            ),
+        );
+    }
+}
+
+/// A broadcast frame must fit a send queue with room for the frames queued before
+/// it, or every subscriber would be closed for it; the ring must hold several.
+fn sizes(c: &Config, r: &mut Reader) {
+    if !r.all_ok(&[WS_MAX_BROADCAST_SIZE, WS_SEND_QUEUE_BYTES, WS_RING_BYTES]) {
+        return;
+    }
+    let half_queue = c.send_queue_bytes / 2;
+    if c.max_broadcast_size > half_queue {
+        r.error(
+            WS_MAX_BROADCAST_SIZE,
+            c.max_broadcast_size.to_string(),
+            format!(
+                "{WS_MAX_BROADCAST_SIZE} ({}) must be <= half of {WS_SEND_QUEUE_BYTES} ({}), so a broadcast fits a send queue",
+                c.max_broadcast_size, c.send_queue_bytes
+            ),
+        );
+        return;
+    }
+    let largest = derive::broadcast_size(c.max_broadcast_size, c.send_queue_bytes);
+    if c.ring_bytes < RING_BROADCASTS * largest {
+        r.error(
+            WS_RING_BYTES,
+            c.ring_bytes.to_string(),
+            format!(
+                "{WS_RING_BYTES} ({}) must hold at least {RING_BROADCASTS} broadcasts of {WS_MAX_BROADCAST_SIZE} ({largest})",
+                c.ring_bytes
             ),
         );
     }

@@ -14,6 +14,10 @@ const MAX_QUEUE: usize = 1 << 20;
 const DERIVED_QUEUE_FLOOR: usize = 4096;
 /// ...and this many per worker, so a burst reaching every worker at once fits.
 const QUEUE_PER_WORKER: usize = 1024;
+/// WS_MAX_BROADCAST_SIZE when derived: at most this...
+const DERIVED_BROADCAST_SIZE: usize = 256 * 1024;
+/// ...and the ring holds at least this many of the largest broadcasts.
+pub(super) const RING_BROADCASTS: usize = 4;
 /// More reactor threads than this many per core only add context switches.
 const POOL_PER_CPU_WARNING: f64 = 4.0;
 
@@ -65,11 +69,24 @@ pub(super) fn derive(c: &mut Config, r: &mut Reader) {
         ));
         c.worker_queue_size = rounded;
     }
+    if c.max_broadcast_size == 0 {
+        c.max_broadcast_size = broadcast_size(0, c.send_queue_bytes);
+        r.set_source(WS_MAX_BROADCAST_SIZE, Source::Derived);
+    }
     if c.js_consumer.is_empty() {
         c.js_consumer = consumer_name(&sysinfo::hostname());
         r.set_source(JS_CONSUMER, Source::Derived);
     }
     warn_about_leftovers(c, r);
+}
+
+/// WS_MAX_BROADCAST_SIZE as configured, or derived from the send queue when 0.
+pub(super) fn broadcast_size(configured: usize, send_queue_bytes: usize) -> usize {
+    if configured == 0 {
+        DERIVED_BROADCAST_SIZE.min(send_queue_bytes / 2)
+    } else {
+        configured
+    }
 }
 
 /// ceil(CPU limit), at least one.

@@ -181,6 +181,10 @@ pub struct Config {
     /// Percent of the CPU limit, >= the reject threshold.
     pub cpu_pause_threshold: f64,
     pub send_queue_bytes: usize,
+    /// Largest encoded broadcast frame taken in; at most half WS_SEND_QUEUE_BYTES.
+    pub max_broadcast_size: usize,
+    /// Bytes the broadcast ring may hold before it releases its oldest slots.
+    pub ring_bytes: usize,
     pub slow_client_policy: SlowClientPolicy,
     /// The most a connection's broadcasts may wait to share one write.
     pub write_delay: Duration,
@@ -238,6 +242,12 @@ impl fmt::Debug for Config {
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
+/// Ranges that keep later arithmetic (ceil to a thread count, a socket count plus
+/// headroom, percentages of the limit) far from overflow: 1024 cores (the most
+/// reactor threads WS_WORKER_POOL_SIZE allows), 1 PiB, ten million sockets.
+const MAX_CPU_LIMIT: f64 = 1024.0;
+const MAX_MEMORY_LIMIT: u64 = 1 << 50;
+const MAX_CONNECTIONS: usize = 10_000_000;
 /// Longer than a second would be a batch job, not a live feed.
 const MAX_WRITE_DELAY: Duration = Duration::from_secs(1);
 
@@ -325,9 +335,9 @@ fn read(r: &mut Reader) -> Config {
         ws_path: r.parse(WS_PATH, values::path),
         nats_urls: r.list(NATS_URL, values::nats_url),
         nats_subjects: r.list(NATS_SUBJECTS, values::subject),
-        cpu_limit: r.float(WS_CPU_LIMIT, 0.0, f64::MAX, ">= 0 (0 = detect)"),
-        memory_limit: r.int(WS_MEMORY_LIMIT, 0, u64::MAX),
-        max_connections: r.int(WS_MAX_CONNECTIONS, 1, usize::MAX),
+        cpu_limit: r.float(WS_CPU_LIMIT, 0.0, MAX_CPU_LIMIT, "0-1024 (0 = detect)"),
+        memory_limit: r.int(WS_MEMORY_LIMIT, 0, MAX_MEMORY_LIMIT),
+        max_connections: r.int(WS_MAX_CONNECTIONS, 1, MAX_CONNECTIONS),
         worker_pool_size: r.int(WS_WORKER_POOL_SIZE, 0, 1024),
         worker_queue_size: r.parse(WS_WORKER_QUEUE_SIZE, derive::queue_size),
         max_nats_rate: r.int(WS_MAX_NATS_RATE, 0, u32::MAX),
@@ -336,6 +346,8 @@ fn read(r: &mut Reader) -> Config {
         cpu_reject_threshold: r.float(WS_CPU_REJECT_THRESHOLD, 0.0, 100.0, "0-100"),
         cpu_pause_threshold: r.float(WS_CPU_PAUSE_THRESHOLD, 0.0, 100.0, "0-100"),
         send_queue_bytes: r.int(WS_SEND_QUEUE_BYTES, 4 * KIB, 1024 * MIB),
+        max_broadcast_size: r.int(WS_MAX_BROADCAST_SIZE, 0, 512 * MIB),
+        ring_bytes: r.int(WS_RING_BYTES, MIB, 64 * 1024 * MIB),
         slow_client_policy: r.choice(
             WS_SLOW_CLIENT_POLICY,
             &SlowClientPolicy::ALL,

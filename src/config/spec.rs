@@ -34,6 +34,12 @@ variables! {
     WS_CPU_PAUSE_THRESHOLD = "80";
     // 1 MiB per connection: several seconds of a busy market-data stream.
     WS_SEND_QUEUE_BYTES = "1048576";
+    // 0 = min(256 KiB, WS_SEND_QUEUE_BYTES / 2): the largest encoded broadcast frame
+    // taken in; one that could never fit a send queue would close every subscriber.
+    WS_MAX_BROADCAST_SIZE = "0";
+    // 64 MiB: far above 32,768 slots of ordinary market data, far below the memory
+    // the ring could hold with 32,768 payloads of 1 MB.
+    WS_RING_BYTES = "67108864";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
     // per client, 150ms means ~4 messages per write instead of one.

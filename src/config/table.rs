@@ -115,6 +115,8 @@ impl Config {
             ),
             (WS_CPU_PAUSE_THRESHOLD, self.cpu_pause_threshold.to_string()),
             (WS_SEND_QUEUE_BYTES, self.send_queue_bytes.to_string()),
+            (WS_MAX_BROADCAST_SIZE, self.max_broadcast_size.to_string()),
+            (WS_RING_BYTES, self.ring_bytes.to_string()),
             (
                 WS_SLOW_CLIENT_POLICY,
                 self.slow_client_policy.as_str().to_string(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::pending::{Incoming, Pending, Queued};
 use super::throttle::{Step, Throttle, effective_rate};
-use crate::broadcast::MessageBody;
+use crate::metrics::Refusal;
 use crate::shared::{NatsState, Shared};
 
 /// Messages held while intake cannot keep up: count and payload bytes.
@@ -65,22 +65,36 @@ fn on_message(shared: &Shared, queue: &Queue, msg: nats::Message) {
         payload: msg.data,
         received_at: Instant::now(),
     };
-    let m = &shared.metrics;
+    let (m, cfg) = (&shared.metrics, shared.config());
     m.messages_in_nats.fetch_add(1, Relaxed);
-    let rate_limited = effective_rate(&shared.config()) > 0;
+    // Cheap early refusal (the frame is never shorter than the payload), so an
+    // oversized message takes no room in the queue; `drain` checks the frame.
+    if incoming.payload.len() > cfg.max_broadcast_size {
+        shared.refuse_broadcast(Refusal::TooLarge, &incoming.subject, incoming.payload.len());
+        return;
+    }
+    let (subject, len) = (incoming.subject.clone(), incoming.payload.len());
+    let rate_limited = effective_rate(&cfg) > 0;
     let mut pending = queue.pending.lock().unwrap_or_else(|e| e.into_inner());
     let conflate = shared.intake_paused.load(Relaxed) || (rate_limited && !pending.is_empty());
-    match pending.push(incoming, conflate) {
+    let queued = pending.push(incoming, conflate);
+    match queued {
         Queued::Conflated => {
             m.intake_conflated.fetch_add(1, Relaxed);
         }
-        Queued::Dropped => {
+        Queued::DroppedChannels | Queued::DroppedBytes => {
             m.intake_dropped.fetch_add(1, Relaxed);
         }
         Queued::Fifo | Queued::Latest => {}
     }
     m.intake_queue.store(pending.len() as u64, Relaxed);
+    m.intake_queue_bytes.store(pending.bytes() as u64, Relaxed);
     drop(pending);
+    match queued {
+        Queued::DroppedChannels => shared.refuse_broadcast(Refusal::IntakeChannels, &subject, len),
+        Queued::DroppedBytes => shared.refuse_broadcast(Refusal::IntakeBytes, &subject, len),
+        _ => {}
+    }
     queue.ready.notify_one();
 }
 
@@ -106,15 +120,15 @@ fn drain(shared: &Shared, queue: &Queue) {
             continue;
         }
         batch.extend(std::iter::from_fn(|| pending.pop()).take(allowed));
-        shared
-            .metrics
-            .intake_queue
-            .store(pending.len() as u64, Relaxed);
+        let m = &shared.metrics;
+        m.intake_queue.store(pending.len() as u64, Relaxed);
+        m.intake_queue_bytes.store(pending.bytes() as u64, Relaxed);
         drop(pending);
         throttle.took(batch.len());
         for msg in batch.drain(..) {
-            let body = MessageBody::new(&msg.subject, &msg.payload);
-            shared.push_broadcast(&msg.subject, body, msg.received_at, None);
+            if let Some(body) = shared.admit_broadcast(&msg.subject, &msg.payload) {
+                shared.push_broadcast(&msg.subject, body, msg.received_at, None);
+            }
         }
         shared.wake_workers();
     }

@@ -1,6 +1,6 @@
 //! NATS messages on their way to the ring: a FIFO while intake keeps up, and one
 //! message per channel (the newest) while it is paused, rate-limited with a
-//! backlog, or full. Bounded both ways.
+//! backlog, or full. Both bounded by count and by payload bytes.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -20,13 +20,16 @@ pub enum Queued {
     /// New channel held for conflation.
     Latest,
     /// More distinct channels pending than the bound: the message was dropped.
-    Dropped,
+    DroppedChannels,
+    /// The per-channel messages would hold more bytes than the bound: dropped.
+    DroppedBytes,
 }
 
 pub struct Pending {
     fifo: VecDeque<Incoming>,
     fifo_bytes: usize,
     latest: HashMap<String, Incoming>,
+    latest_bytes: usize,
     /// Channels in `latest`, in the order they first became pending.
     order: VecDeque<String>,
     max_messages: usize,
@@ -39,6 +42,7 @@ impl Pending {
             fifo: VecDeque::new(),
             fifo_bytes: 0,
             latest: HashMap::new(),
+            latest_bytes: 0,
             order: VecDeque::new(),
             max_messages,
             max_bytes,
@@ -47,6 +51,11 @@ impl Pending {
 
     pub fn len(&self) -> usize {
         self.fifo.len() + self.latest.len()
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> usize {
+        self.fifo_bytes + self.latest_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,13 +73,19 @@ impl Pending {
             self.fifo.push_back(msg);
             return Queued::Fifo;
         }
+        let held = self.latest.get(&msg.subject).map_or(0, |m| m.payload.len());
+        if self.latest_bytes - held + msg.payload.len() > self.max_bytes {
+            return Queued::DroppedBytes;
+        }
         if let Some(slot) = self.latest.get_mut(&msg.subject) {
+            self.latest_bytes = self.latest_bytes - held + msg.payload.len();
             *slot = msg;
             return Queued::Conflated;
         }
         if self.latest.len() >= self.max_messages {
-            return Queued::Dropped;
+            return Queued::DroppedChannels;
         }
+        self.latest_bytes += msg.payload.len();
         self.order.push_back(msg.subject.clone());
         self.latest.insert(msg.subject.clone(), msg);
         Queued::Latest
@@ -82,7 +97,9 @@ impl Pending {
             return Some(msg);
         }
         let subject = self.order.pop_front()?;
-        self.latest.remove(&subject)
+        let msg = self.latest.remove(&subject)?;
+        self.latest_bytes -= msg.payload.len();
+        Some(msg)
     }
 }
 
@@ -140,7 +157,34 @@ mod tests {
         p.push(msg("a", 1), false);
         assert_eq!(p.push(msg("a", 2), false), Queued::Latest);
         assert_eq!(p.push(msg("b", 3), false), Queued::Latest);
-        assert_eq!(p.push(msg("c", 4), false), Queued::Dropped);
+        assert_eq!(p.push(msg("c", 4), false), Queued::DroppedChannels);
         assert_eq!(p.len(), 4);
+    }
+
+    fn sized(subject: &str, len: usize) -> Incoming {
+        Incoming {
+            subject: subject.into(),
+            payload: vec![0; len],
+            received_at: Instant::now(),
+        }
+    }
+
+    /// Few channels with large payloads are bounded by bytes, not only by count;
+    /// a replacement counts its own size, and popping gives the bytes back.
+    #[test]
+    fn per_channel_messages_are_bounded_by_bytes() {
+        let mut p = Pending::new(1000, 10_000);
+        for subject in ["a", "b", "c"] {
+            assert_eq!(p.push(sized(subject, 3000), true), Queued::Latest);
+        }
+        assert_eq!(p.bytes(), 9000);
+        assert_eq!(p.push(sized("d", 3000), true), Queued::DroppedBytes);
+        assert_eq!(p.push(sized("a", 4001), true), Queued::DroppedBytes);
+        assert_eq!(p.push(sized("a", 1000), true), Queued::Conflated);
+        assert_eq!(p.bytes(), 7000);
+        assert_eq!(p.push(sized("d", 3000), true), Queued::Latest);
+        assert_eq!(p.bytes(), 10_000);
+        while p.pop().is_some() {}
+        assert_eq!((p.bytes(), p.len()), (0, 0));
     }
 }

@@ -92,6 +92,8 @@ pub struct WsConn {
     pub rate: RateLimit,
     /// When the drain closes this connection.
     pub drain_at: Option<Instant>,
+    /// Since when it is not read because its send queue is over its bound.
+    pub paused_since: Option<Instant>,
     /// Given back when the connection starts closing (its state is replaced).
     pub _slot: WsSlot,
 }
@@ -134,11 +136,11 @@ impl WsConn {
     /// The next moment the timer handler must run for this connection.
     pub fn next_deadline(&self, idle_timeout: Duration) -> Instant {
         let idle = self.last_read + idle_timeout;
-        let t = self.next_ping.min(idle);
-        match self.drain_at {
-            Some(d) => t.min(d),
-            None => t,
-        }
+        let stall = self.paused_since.map(|p| p + super::ws_conn::STALL_GRACE);
+        [self.drain_at, stall]
+            .into_iter()
+            .flatten()
+            .fold(self.next_ping.min(idle), Instant::min)
     }
 }
 

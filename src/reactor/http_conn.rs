@@ -188,6 +188,7 @@ fn open_websocket(ctx: &Context, echo: bool, leftover: Vec<u8>, slot: WsSlot) ->
         next_ping: now + cfg.ping_interval,
         rate: RateLimit::new(cfg.client_msg_rate, now),
         drain_at: None,
+        paused_since: None,
         _slot: slot,
     }
 }

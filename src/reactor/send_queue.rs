@@ -49,6 +49,8 @@ pub struct SendQueue {
     offset: usize,
     /// Unwritten bytes in `items`.
     bytes: usize,
+    /// Unwritten bytes of `Own` items (replies, pongs, control frames).
+    own_bytes: usize,
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
@@ -66,7 +68,14 @@ impl SendQueue {
 
     pub fn push_own(&mut self, bytes: Bytes) {
         self.bytes += bytes.len();
+        self.own_bytes += bytes.len();
         self.items.push_back(Item::Own(bytes));
+    }
+
+    /// Whether the connection's own replies, not broadcasts, make up most of
+    /// what it holds: over the bound, that is abuse rather than slowness.
+    pub fn mostly_replies(&self) -> bool {
+        self.own_bytes * 2 > self.len()
     }
 
     pub fn push_broadcast(
@@ -147,6 +156,20 @@ impl SendQueue {
         self.latest_bytes = 0;
     }
 
+    /// A connection closed for leaving its replies unread: everything unsent
+    /// goes (but a half-written frame), so the close frame is next.
+    pub fn discard_unsent(&mut self) {
+        let keep = usize::from(self.offset > 0);
+        for item in self.items.drain(keep..) {
+            self.bytes -= item.bytes().len();
+            if let Item::Own(b) = item {
+                self.own_bytes -= b.len();
+            }
+        }
+        self.latest.clear();
+        self.latest_bytes = 0;
+    }
+
     /// Once a conflating connection has drained half its bound, the newest message of
     /// every channel goes back into the queue in publish order, flagged when older ones
     /// were dropped.
@@ -200,14 +223,18 @@ impl SendQueue {
     fn advance(&mut self, mut written: usize) {
         self.bytes -= written;
         while written > 0 {
-            let front_left = self.items[0].bytes().len() - self.offset;
-            if written >= front_left {
-                written -= front_left;
+            let front = &self.items[0];
+            let front_left = front.bytes().len() - self.offset;
+            let n = written.min(front_left);
+            if matches!(front, Item::Own(_)) {
+                self.own_bytes -= n;
+            }
+            written -= n;
+            if n == front_left {
                 self.items.pop_front();
                 self.offset = 0;
             } else {
-                self.offset += written;
-                written = 0;
+                self.offset += n;
             }
         }
     }
@@ -318,6 +345,26 @@ mod tests {
         assert!(q.flush(&mut sink, 1 << 20).unwrap());
         assert!(sink.got.starts_with(b"hello \x81"));
         assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn own_bytes_are_told_apart_through_partial_writes() {
+        let mut q = SendQueue::default();
+        q.push_broadcast(&msg(1, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        q.push_own(Bytes::from(vec![b'r'; 100]));
+        assert!(q.mostly_replies());
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: q.len() - 60,
+        };
+        assert!(!q.flush(&mut sink, 1 << 20).unwrap());
+        assert_eq!((q.own_bytes, q.len()), (60, 60));
+        q.push_broadcast(&msg(2, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        q.push_broadcast(&msg(3, "a"), 1 << 20, SlowClientPolicy::Conflate);
+        assert!(!q.mostly_replies());
+        sink.room = usize::MAX;
+        assert!(q.flush(&mut sink, 1 << 20).unwrap());
+        assert_eq!(q.own_bytes, 0);
     }
 
     #[test]

@@ -299,7 +299,8 @@ impl Worker {
         );
     }
 
-    /// Queues new broadcasts; connections over their bound close with 1013.
+    /// Queues new broadcasts; connections over their bound close with 1013, or
+    /// with 1008 when their own unread replies fill most of it.
     fn deliver(&mut self) {
         let overflowed = self
             .delivery
@@ -308,10 +309,17 @@ impl Worker {
             if let Some(conn) = self.conns.get_mut(key)
                 && matches!(conn.state, State::Ws(_))
             {
-                conn.send.discard_broadcasts();
                 let metrics = &self.ctx.shared.metrics;
-                metrics.slow_consumer_closes.fetch_add(1, Relaxed);
-                self.begin_close(key, Some((CloseCode::Again, "slow consumer")));
+                let close = if conn.send.mostly_replies() {
+                    metrics.reply_backlog_closes.fetch_add(1, Relaxed);
+                    conn.send.discard_unsent();
+                    (CloseCode::Policy, ws_conn::REPLY_BACKLOG)
+                } else {
+                    metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                    conn.send.discard_broadcasts();
+                    (CloseCode::Again, "slow consumer")
+                };
+                self.begin_close(key, Some(close));
             }
         }
     }
@@ -398,7 +406,10 @@ impl Worker {
                 }
             }
             Ok(false) => {} // the socket is full; a writable event brings us back
-            Err(_) => self.remove(key),
+            Err(_) => return self.remove(key),
+        }
+        if ws_conn::resume_reading(conn, limit) {
+            self.read_again.push(key);
         }
     }
 

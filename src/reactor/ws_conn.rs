@@ -2,9 +2,12 @@
 //! protocol (subscribe, unsubscribe, ping; the echo endpoint echoes), and its
 //! timer (pings, the idle timeout, the drain). Replies go into the connection's
 //! send queue; subscription changes and closes go to the worker as effects.
+//! A connection whose queue is over WS_SEND_QUEUE_BYTES is not read until it
+//! drains, and is closed if it stays over (see `on_timer`).
 
 use std::io::{self, Read};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tungstenite::protocol::frame::coding::{CloseCode, Data};
@@ -16,12 +19,15 @@ use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
 use crate::broadcast::{data_frame, text_frame};
 use crate::channel;
-use crate::protocol::{self, ClientMessage, ErrorCode};
+use crate::protocol::{self, ClientMessage, ErrorCode, RefusedChannels};
 
 /// Messages read from one connection per turn before others get their turn.
 const READ_BUDGET: usize = 32;
 /// An empty ping frame, shared by every connection.
 static PING_FRAME: [u8; 2] = [0x89, 0x00];
+/// How long a connection may stay over its queue bound, unread, before it is
+/// closed: long enough for a client that paused to catch up.
+pub const STALL_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a read turn ends the connection.
 #[derive(Debug, PartialEq)]
@@ -83,6 +89,11 @@ fn read_messages<S: Read>(
     out: &mut Effects,
 ) -> Option<Ending> {
     for _ in 0..READ_BUDGET {
+        // What it asked for is still unread by it: read no more until it is.
+        if send.len() > ctx.cfg.send_queue_bytes {
+            pause_reading(ws, ctx, out);
+            return None;
+        }
         let mut io = QueueIo {
             socket: &mut *stream,
             queue: &mut *send,
@@ -104,8 +115,66 @@ fn read_messages<S: Read>(
     None
 }
 
-/// Pings when due; closes an idle connection, or one whose drain time has come.
+/// Stops reading a connection over its queue bound (the worker reads it again
+/// once its queue drains, see `resume_reading`) and wakes it when its grace ends.
+fn pause_reading(ws: &mut WsConn, ctx: &Context, out: &mut Effects) {
+    if ws.paused_since.is_none() {
+        ws.paused_since = Some(ctx.now);
+        ctx.shared.metrics.reads_paused.fetch_add(1, Relaxed);
+        out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
+    }
+}
+
+/// After a flush: whether a paused connection has drained to half its bound
+/// and is read again (the caller reads it; input may wait from before).
+pub fn resume_reading<S>(conn: &mut Conn<S>, limit: usize) -> bool {
+    let State::Ws(ws) = &mut conn.state else {
+        return false;
+    };
+    if ws.paused_since.is_none() || conn.send.len() > limit / 2 {
+        return false;
+    }
+    ws.paused_since = None;
+    true
+}
+
+/// A connection still over its bound when its grace ends: closed with 1008 when
+/// its own replies fill most of the queue; when broadcasts do, their
+/// slow-client policy has the say and it waits another grace.
+fn check_stall<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) -> bool {
+    let State::Ws(ws) = &mut conn.state else {
+        return false;
+    };
+    let Some(since) = ws.paused_since.filter(|s| ctx.now >= *s + STALL_GRACE) else {
+        return false;
+    };
+    if conn.send.len() <= ctx.cfg.send_queue_bytes {
+        ws.paused_since = None;
+        out.push(Effect::ReadAgain);
+        return false;
+    }
+    if conn.send.mostly_replies() {
+        conn.send.discard_unsent();
+        ctx.shared
+            .metrics
+            .reply_backlog_closes
+            .fetch_add(1, Relaxed);
+        out.push(Effect::Close(CloseCode::Policy, REPLY_BACKLOG));
+        return true;
+    }
+    ws.paused_since = Some(since.max(ctx.now));
+    false
+}
+
+/// The close reason of a connection that does not read what it asked for.
+pub const REPLY_BACKLOG: &str = "not reading its replies";
+
+/// Pings when due; closes an idle connection, one whose drain time has come,
+/// or one that stayed over its queue bound with its own replies.
 pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+    if check_stall(conn, ctx, out) {
+        return;
+    }
     let State::Ws(ws) = &mut conn.state else {
         return;
     };
@@ -143,25 +212,17 @@ fn on_message(
                 "binary frames are not supported",
             ));
         }
-        // tungstenite answers pings and close frames itself.
-        Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
+        // tungstenite answers pings (each costs a pong, so they count against
+        // the rate) and close frames itself.
+        Message::Ping(_) => return take_rate_token(ws, send, ctx).err(),
+        Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
             return None;
         }
     };
-    let rate = ctx.cfg.client_msg_rate;
-    if !ws.rate.allow(rate, ctx.now) {
-        // A second's worth of refused messages in a row is abuse, not a burst.
-        if ws.rate.refused > rate {
-            return Some(Ending::Close(
-                CloseCode::Policy,
-                "message rate limit exceeded",
-            ));
-        }
-        if ws.rate.refused == 1 {
-            let why = "over WS_CLIENT_MSG_RATE messages per second; slow down";
-            reply_error(send, ctx, ErrorCode::RateLimited, why, None);
-        }
-        return None;
+    match take_rate_token(ws, send, ctx) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(ending) => return Some(ending),
     }
     if ws.echo {
         send.push_own(text_frame(text.as_bytes().to_vec()));
@@ -169,6 +230,27 @@ fn on_message(
     }
     answer_request(&text, &ws.subscriptions, send, ctx, out);
     None
+}
+
+/// Whether a message may be answered under WS_CLIENT_MSG_RATE: the first refusal
+/// in a row is warned of, and a second's worth of them closes with 1008.
+fn take_rate_token(ws: &mut WsConn, send: &mut SendQueue, ctx: &Context) -> Result<bool, Ending> {
+    let rate = ctx.cfg.client_msg_rate;
+    if ws.rate.allow(rate, ctx.now) {
+        return Ok(true);
+    }
+    // A second's worth of refused messages in a row is abuse, not a burst.
+    if ws.rate.refused > rate {
+        return Err(Ending::Close(
+            CloseCode::Policy,
+            "message rate limit exceeded",
+        ));
+    }
+    if ws.rate.refused == 1 {
+        let why = "over WS_CLIENT_MSG_RATE messages per second; slow down";
+        reply_error(send, ctx, ErrorCode::RateLimited, why, None);
+    }
+    Ok(false)
 }
 
 /// A text message of the client protocol.
@@ -201,8 +283,9 @@ enum Change {
     Unsubscribe,
 }
 
-/// Validates each channel, then changes it; refusals are answered one by one,
-/// the accepted channels acknowledged together in the request's order.
+/// Validates each channel, then changes it; refusals are answered with one
+/// error frame per reason (naming a capped number of them), then the accepted
+/// channels are acknowledged together in the request's order.
 fn change_subscriptions(
     change: Change,
     channels: &[String],
@@ -213,23 +296,39 @@ fn change_subscriptions(
     out: &mut Effects,
 ) {
     let mut accepted = Vec::new();
+    let mut invalid = RefusedChannels::default();
+    let mut over_limit = RefusedChannels::default();
+    let max = ctx.cfg.max_subscriptions;
     for ch in channels {
-        let refusal = match (channel::validate_pattern(ch), change) {
-            (Err(e), _) => Some((
-                ErrorCode::InvalidChannel,
-                format!("invalid channel {ch:?}: {e}"),
-            )),
-            (Ok(()), Change::Subscribe) => subscribe(ch, held, ctx.cfg.max_subscriptions, out),
+        match (channel::validate_pattern(ch), change) {
+            (Err(e), _) => invalid.add(ch, || e.to_string()),
+            (Ok(()), Change::Subscribe) if !subscribe(ch, held, max, out) => {
+                over_limit.add(ch, String::new);
+            }
+            (Ok(()), Change::Subscribe) => accepted.push(ch.as_str()),
             (Ok(()), Change::Unsubscribe) => {
                 unsubscribe(ch, held, out);
-                None
+                accepted.push(ch.as_str());
             }
-        };
-        match refusal {
-            Some((code, message)) => reply_error(send, ctx, code, &message, id),
-            None => accepted.push(ch.as_str()),
         }
     }
+    let over = format!("limit of {max} subscriptions reached; not subscribed");
+    reply_refusals(
+        ErrorCode::InvalidChannel,
+        "invalid channels",
+        &invalid,
+        id,
+        send,
+        ctx,
+    );
+    reply_refusals(
+        ErrorCode::TooManySubscriptions,
+        &over,
+        &over_limit,
+        id,
+        send,
+        ctx,
+    );
     if !accepted.is_empty() {
         let kind = match change {
             Change::Subscribe => "subscribed",
@@ -239,23 +338,34 @@ fn change_subscriptions(
     }
 }
 
-/// Lists `pattern` to add unless it is held already; refused past `max`.
-fn subscribe(
-    pattern: &str,
-    held: &[Pattern],
-    max: usize,
-    out: &mut Effects,
-) -> Option<(ErrorCode, String)> {
+/// The one error frame for a request's channels refused with `code`, if any.
+fn reply_refusals(
+    code: ErrorCode,
+    summary: &str,
+    refused: &RefusedChannels,
+    id: Option<&RawValue>,
+    send: &mut SendQueue,
+    ctx: &Context,
+) {
+    if let Some(frame) = refused.error(code, summary, id) {
+        let metrics = &ctx.shared.metrics;
+        metrics.client_error(code);
+        let unlisted = refused.unlisted() as u64;
+        metrics.unlisted_channels.fetch_add(unlisted, Relaxed);
+        send.push_own(text_frame(frame.into_bytes()));
+    }
+}
+
+/// Lists `pattern` to add unless it is held already; `false` (refused) past `max`.
+fn subscribe(pattern: &str, held: &[Pattern], max: usize, out: &mut Effects) -> bool {
     if holds(held, out, pattern) {
-        return None;
+        return true;
     }
     if held_count(held, out) >= max {
-        let message =
-            format!("cannot subscribe to {pattern:?}: limit of {max} subscriptions reached");
-        return Some((ErrorCode::TooManySubscriptions, message));
+        return false;
     }
     out.push(Effect::Subscribe(pattern.to_string()));
-    None
+    true
 }
 
 /// Lists `pattern` to drop when it is held (one not held is acknowledged all
@@ -391,6 +501,144 @@ mod tests {
             (Some("pong"), Some(1))
         );
         assert!(matches!(conn.state, State::Ws(_)));
+    }
+
+    /// A subscribe naming `bad` invalid channels (each `width` bytes) and the
+    /// valid `good` ones, with an id of `id_bytes` bytes of JSON.
+    fn hostile_subscribe(bad: usize, width: usize, good: &[&str], id_bytes: usize) -> Vec<u8> {
+        let mut channels: Vec<String> = (0..bad)
+            .map(|i| format!("{i:0width$} x", width = width - 2))
+            .collect();
+        channels.extend(good.iter().map(|g| g.to_string()));
+        let id = "i".repeat(id_bytes - 2);
+        let json = serde_json::json!({"type": "subscribe", "channels": channels, "id": id});
+        client_text(&json.to_string())
+    }
+
+    #[test]
+    fn thousands_of_bad_channels_get_one_capped_error_then_the_ack() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        let frame = hostile_subscribe(2500, 8, &["ok.a", "ok.*"], 30_000);
+        assert!(frame.len() < ctx.cfg.max_message_size);
+        let out = feed(&mut conn, &ctx, &[frame]);
+        assert_eq!(out.iter().filter(|e| **e == Effect::Flush).count(), 1);
+        assert!(conn.send.len() < 4096, "{} bytes queued", conn.send.len());
+        let replies = conn.sent_json();
+        let kinds: Vec<_> = replies
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["error", "subscribed"]);
+        let error = &replies[0];
+        assert_eq!(error["code"], "invalid_channel");
+        let named = error["channels"].as_array().unwrap();
+        assert_eq!(named.len(), protocol::MAX_LISTED_CHANNELS);
+        assert_eq!(named[0], "000000 x");
+        assert_eq!(error["unlisted"], 2500 - protocol::MAX_LISTED_CHANNELS);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"000000 x\" (invalid character ' ')"),
+            "{message}"
+        );
+        assert!(message.ends_with("and 2484 more"), "{message}");
+        for reply in &replies {
+            assert_eq!(
+                (reply.get("id"), &reply["id_omitted"]),
+                (None, &serde_json::json!(true))
+            );
+        }
+        assert_eq!(replies[1]["channels"], serde_json::json!(["ok.a", "ok.*"]));
+        let metrics = &ctx.shared.metrics;
+        assert_eq!(metrics.unlisted_channels.load(Relaxed), 2484);
+    }
+
+    #[test]
+    fn long_bad_channel_names_are_cut_and_short_ids_echoed() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        feed(&mut conn, &ctx, &[hostile_subscribe(1, 5000, &[], 128)]);
+        let replies = conn.sent_json();
+        assert_eq!(replies.len(), 1);
+        let named = replies[0]["channels"][0].as_str().unwrap();
+        assert_eq!(named.len(), protocol::MAX_ECHOED_CHANNEL);
+        assert_eq!(replies[0]["id"].as_str().unwrap().len(), 126);
+        assert!(replies[0].get("unlisted").is_none());
+    }
+
+    #[test]
+    fn too_many_subscriptions_is_one_frame_per_request() {
+        let ctx = test_context(&[("WS_MAX_SUBSCRIPTIONS", "2")]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(
+            &mut conn,
+            &ctx,
+            &[subscribe_to(&["a", "b", "c", "d", "a..b"])],
+        );
+        assert_eq!(out.len(), 3, "{out:?}");
+        let replies = conn.sent_json();
+        let codes: Vec<_> = replies.iter().map(|r| r["code"].clone()).collect();
+        assert_eq!(codes[..2], ["invalid_channel", "too_many_subscriptions"]);
+        assert_eq!(replies[1]["channels"], serde_json::json!(["c", "d"]));
+        assert_eq!(replies[2]["channels"], serde_json::json!(["a", "b"]));
+        assert!(replies.iter().all(|r| r["id"] == 7));
+    }
+
+    /// Requests that each queue one error frame of about 2.4 KB.
+    fn costly_requests(n: usize) -> Vec<Vec<u8>> {
+        vec![hostile_subscribe(16, 60, &[], 10); n]
+    }
+
+    #[test]
+    fn a_connection_over_its_bound_is_not_read_then_closed_with_1008() {
+        let mut ctx = test_context(&[("WS_SEND_QUEUE_BYTES", "4096")]);
+        let mut conn = open_websocket(&ctx);
+        let out = feed(&mut conn, &ctx, &costly_requests(10));
+        let paused_at = ctx.now;
+        assert_eq!(
+            out,
+            [Effect::WakeAt(paused_at + STALL_GRACE), Effect::Flush]
+        );
+        let held = conn.send.len();
+        assert!((4096..4096 + 2600).contains(&held), "{held} bytes");
+        // More input is not read while the queue stays over.
+        assert_eq!(feed(&mut conn, &ctx, &costly_requests(1)), [Effect::Flush]);
+        assert_eq!(conn.send.len(), held);
+        assert_eq!(ctx.shared.metrics.reads_paused.load(Relaxed), 1);
+        ctx.now = paused_at + STALL_GRACE;
+        let mut out = Effects::new();
+        on_timer(&mut conn, &ctx, &mut out);
+        assert_eq!(out, [Effect::Close(CloseCode::Policy, REPLY_BACKLOG)]);
+        assert_eq!(conn.send.len(), 0, "its unread replies are dropped");
+        assert_eq!(ctx.shared.metrics.reply_backlog_closes.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_paused_connection_that_drains_is_read_again() {
+        let ctx = test_context(&[("WS_SEND_QUEUE_BYTES", "8192")]);
+        let mut conn = open_websocket(&ctx);
+        feed(&mut conn, &ctx, &costly_requests(6));
+        assert!(!resume_reading(&mut conn, 8192), "still over");
+        let first = conn.sent_json().len();
+        assert!(first < 6, "{first} answered before the pause");
+        assert!(resume_reading(&mut conn, 8192));
+        let out = feed(&mut conn, &ctx, &[]);
+        assert_eq!(first + conn.sent_json().len(), 6, "{out:?}");
+        assert!(matches!(&conn.state, State::Ws(ws) if ws.paused_since.is_none()));
+    }
+
+    #[test]
+    fn ping_frames_count_against_the_message_rate() {
+        let ctx = test_context(&[("WS_CLIENT_MSG_RATE", "2")]);
+        let mut conn = open_websocket(&ctx);
+        // A masked ping frame with the payload "p" (mask 0).
+        let ping = vec![0x89, 0x81, 0, 0, 0, 0, b'p'];
+        let out = feed(&mut conn, &ctx, &vec![ping; 5]);
+        let close = Effect::Close(CloseCode::Policy, "message rate limit exceeded");
+        assert_eq!(out, [close]);
+        let replies = conn.sent_json();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0]["code"], "rate_limited");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct HttpReply {
 pub fn http(port: u16, raw: &[u8]) -> HttpReply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(DEADLINE)).unwrap();
+    // A server that stopped reading fails the test instead of hanging it.
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
     s.write_all(raw).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);

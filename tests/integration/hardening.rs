@@ -9,7 +9,7 @@ use crate::raw::{Frame, RawWs, upgrade_request};
 use crate::support::*;
 
 /// Publishes `feed.tick` {"n":0,1,2,...} over HTTP until stopped; returns the count.
-fn publisher(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+pub fn publisher(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {

@@ -71,28 +71,15 @@ impl RawWs {
 
     /// Sends one frame: `first` is the first header byte (FIN, RSV, opcode).
     pub fn send_raw(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut out = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(mask_bit | n as u8),
-            n if n < 65536 => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let mask = [0x11, 0x22, 0x33, 0x44];
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        } else {
-            out.extend_from_slice(payload);
-        }
         // The server may close mid-write on abuse; that is the point of some tests.
-        let _ = self.stream.write_all(&out);
+        let _ = self.stream.write_all(&frame_bytes(first, payload, masked));
+    }
+
+    /// Sends one masked text frame; an error when the server stopped taking
+    /// input (a write timeout) or closed.
+    pub fn try_send_text(&mut self, text: &str) -> std::io::Result<()> {
+        self.stream
+            .write_all(&frame_bytes(0x81, text.as_bytes(), true))
     }
 
     pub fn send_text(&mut self, text: &str) {
@@ -162,4 +149,29 @@ fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
         other => Frame::Other(other),
     };
     Some((frame, at))
+}
+
+/// One frame as a client sends it: `first` is the first header byte.
+pub fn frame_bytes(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
 }

@@ -52,11 +52,13 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the port is sent, so a test that reads the log
+                // right after start finds the start line in it.
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let port = addr.split(' ').next().unwrap().rsplit(':').next().unwrap();
                     let _ = tx.send(port.parse::<u16>().unwrap());
                 }
-                sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -195,6 +197,13 @@ impl NatsServer {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let _ = child.wait();
+        }
+    }
+
+    /// Sends `sig` to the nats-server (SIGSTOP / SIGCONT: a stalled server).
+    pub fn signal(&self, sig: i32) {
+        if let Some(child) = &self.child {
+            crate::common::signal(child, sig);
         }
     }
 

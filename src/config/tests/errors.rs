@@ -41,27 +41,27 @@ fn each_check_has_its_message() {
         ),
         (
             &[("WS_CPU_LIMIT", "-1")],
-            "WS_CPU_LIMIT must be >= 0 (0 = detect), got -1",
+            "WS_CPU_LIMIT must be 0-1024 (0 = detect), got -1",
         ),
         (
             &[("WS_CPU_LIMIT", "NaN")],
-            r#"WS_CPU_LIMIT must be a number >= 0 (0 = detect), got "NaN""#,
+            r#"WS_CPU_LIMIT must be a number 0-1024 (0 = detect), got "NaN""#,
         ),
         (
             &[("WS_MEMORY_LIMIT", "7GB")],
-            r#"WS_MEMORY_LIMIT must be an integer >= 0, got "7GB""#,
+            r#"WS_MEMORY_LIMIT must be an integer 0-1125899906842624, got "7GB""#,
         ),
         (
             &[("WS_MAX_CONNECTIONS", "abc")],
-            r#"WS_MAX_CONNECTIONS must be an integer > 0, got "abc""#,
+            r#"WS_MAX_CONNECTIONS must be an integer 1-10000000, got "abc""#,
         ),
         (
             &[("WS_MAX_CONNECTIONS", "")],
-            r#"WS_MAX_CONNECTIONS must be an integer > 0, got """#,
+            r#"WS_MAX_CONNECTIONS must be an integer 1-10000000, got """#,
         ),
         (
             &[("WS_MAX_CONNECTIONS", "0")],
-            "WS_MAX_CONNECTIONS must be > 0, got 0",
+            "WS_MAX_CONNECTIONS must be 1-10000000, got 0",
         ),
         (
             &[("WS_WORKER_POOL_SIZE", "2000")],
@@ -222,6 +222,73 @@ fn each_check_has_its_message() {
     for &(vars, message) in cases {
         assert_eq!(messages(vars), [message], "{vars:?}");
     }
+}
+
+/// Values whose later arithmetic would overflow (sockets = max connections + 256,
+/// threads = ceil(CPU limit), byte sums) fail validation, naming variable and value.
+#[test]
+fn absurd_values_fail_naming_variable_and_value() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "WS_MAX_CONNECTIONS",
+            "18446744073709551615",
+            "WS_MAX_CONNECTIONS must be 1-10000000, got 18446744073709551615",
+        ),
+        (
+            "WS_CPU_LIMIT",
+            "1e20",
+            "WS_CPU_LIMIT must be 0-1024 (0 = detect), got 100000000000000000000",
+        ),
+        (
+            "WS_MEMORY_LIMIT",
+            "18446744073709551615",
+            "WS_MEMORY_LIMIT must be 0-1125899906842624, got 18446744073709551615",
+        ),
+        (
+            "WS_RING_BYTES",
+            "18446744073709551615",
+            "WS_RING_BYTES must be 1048576-68719476736, got 18446744073709551615",
+        ),
+        (
+            "WS_MAX_BROADCAST_SIZE",
+            "18446744073709551615",
+            "WS_MAX_BROADCAST_SIZE must be 0-536870912, got 18446744073709551615",
+        ),
+    ];
+    for &(variable, value, message) in cases {
+        let errors = from_env(&[(variable, value)]).unwrap_err();
+        let fields: Vec<(&str, &str, &str)> = errors
+            .iter()
+            .map(|e| (e.variable, e.value.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(fields, [(variable, value, message)]);
+    }
+}
+
+/// A broadcast must fit half a send queue, and the ring hold four of the largest.
+#[test]
+fn broadcast_size_is_checked_against_the_send_queue_and_the_ring() {
+    assert_eq!(
+        messages(&[
+            ("WS_SEND_QUEUE_BYTES", "65536"),
+            ("WS_MAX_BROADCAST_SIZE", "40000")
+        ]),
+        [
+            "WS_MAX_BROADCAST_SIZE (40000) must be <= half of WS_SEND_QUEUE_BYTES (65536), so a broadcast fits a send queue"
+        ]
+    );
+    assert_eq!(
+        messages(&[
+            ("WS_MAX_BROADCAST_SIZE", "524288"),
+            ("WS_RING_BYTES", "1048576")
+        ]),
+        [
+            "WS_RING_BYTES (1048576) must hold at least 4 broadcasts of WS_MAX_BROADCAST_SIZE (524288)"
+        ]
+    );
+    let derived = from_env(&[("WS_SEND_QUEUE_BYTES", "16384")]).unwrap();
+    assert_eq!(derived.max_broadcast_size, 8192);
+    assert_eq!(from_env(&[]).unwrap().max_broadcast_size, 256 * 1024);
 }
 
 #[test]
