@@ -20,7 +20,6 @@ use super::js_watch::{self, Progress, unix_ns};
 use super::jsapi::{self, ApiError};
 use super::seen::Seen;
 use super::throttle::{Step, Throttle, effective_rate};
-use crate::broadcast::MessageBody;
 use crate::shared::{NatsState, Shared};
 
 /// How long the server holds one pull request open.
@@ -244,12 +243,15 @@ impl Intake<'_> {
         filled
     }
 
+    /// Into the ring, unless its frame is over WS_MAX_BROADCAST_SIZE (refused and
+    /// counted; it is acked all the same, being no better the second time).
     fn broadcast(&mut self, subject: &str, data: &[u8], seq: u64) {
         self.seen.insert(seq);
         self.shared.metrics.messages_in_nats.fetch_add(1, Relaxed);
-        let body = MessageBody::new(subject, data);
-        self.shared
-            .push_broadcast(subject, body, Instant::now(), Some(seq));
+        if let Some(body) = self.shared.admit_broadcast(subject, data) {
+            self.shared
+                .push_broadcast(subject, body, Instant::now(), Some(seq));
+        }
     }
 }
 
