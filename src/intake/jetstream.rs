@@ -37,6 +37,7 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
             Ok(ready) => break ready,
             Err(e) => {
                 log::warn!("JetStream setup failed: {e}; retrying");
+                shared.jetstream.set_stalled(&format!("setup failed: {e}"));
                 std::thread::sleep(super::connect::backoff(attempt));
                 attempt += 1;
             }
