@@ -161,6 +161,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 45);
+        assert_eq!(VARIABLES.len(), 47);
     }
 }
