@@ -617,6 +617,30 @@ mod tests {
     }
 
     #[test]
+    fn docs_http_lists_every_family_and_only_those() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/http.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `odin_ws_"))
+            .filter_map(|l| l.split(['`', '{']).next())
+            .collect();
+        for f in FAMILIES {
+            assert!(
+                documented.contains(&f.name),
+                "docs/http.md lacks odin_ws_{}",
+                f.name
+            );
+        }
+        for name in documented {
+            assert!(
+                FAMILIES.iter().any(|f| f.name == name),
+                "docs/http.md lists odin_ws_{name}, which /metrics does not serve"
+            );
+        }
+    }
+
+    #[test]
     fn client_errors_have_one_sample_per_code() {
         let m = Metrics::default();
         m.client_error(ErrorCode::TooManySubscriptions);
