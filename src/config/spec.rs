@@ -160,6 +160,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 43);
+        assert_eq!(VARIABLES.len(), 44);
     }
 }
