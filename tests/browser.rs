@@ -15,5 +15,7 @@ mod assets;
 mod chromium;
 #[path = "browser/client.rs"]
 mod client;
+#[path = "browser/replay.rs"]
+mod replay;
 #[path = "browser/status.rs"]
 mod status;

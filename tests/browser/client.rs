@@ -264,3 +264,49 @@ fn try_post(port: u16, raw: &str) -> Option<u16> {
     stream.read_to_string(&mut reply).ok()?;
     reply.split(' ').nth(1)?.parse().ok()
 }
+
+/// The README's example page, pointed at a test server, shows what is published.
+#[test]
+fn readme_example_page_works() {
+    let Some(mut chromium) = Chromium::start("readme") else {
+        return;
+    };
+    let server = Server::start(&[]);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## In the browser\n")
+        .nth(1)
+        .expect("README section \"In the browser\"");
+    let html = section
+        .split("```html\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("an html block in \"In the browser\"");
+    let html = html.replace("localhost:3002", &format!("127.0.0.1:{}", server.port));
+    let site = serve_page(html);
+    chromium.open(&format!("http://127.0.0.1:{site}/"));
+    chromium.wait_until(
+        "the page to connect",
+        "document.getElementById('state').textContent === 'open'",
+    );
+    wait_for("the price row", || {
+        assert_eq!(
+            server.publish("token.BTC.price", "{\"usd\":97000}").status,
+            202
+        );
+        chromium.eval("document.getElementById('prices').rows.length === 1") == Value::Bool(true)
+    });
+    assert_eq!(
+        chromium.eval("document.getElementById('prices').rows[0].textContent"),
+        "token.BTC.price{\"usd\":97000}"
+    );
+    assert_eq!(
+        server.publish("token.BTC.trades", "{\"qty\":2}").status,
+        202
+    );
+    chromium.wait_until(
+        "the trade",
+        "document.getElementById('trades').textContent.endsWith('{\"qty\":2}')",
+    );
+}
