@@ -97,7 +97,7 @@ c.subscribe("a.>", (m) => log.got.push(m.channel + ":" + m.seq));
     );
     let site = serve_page(html);
     chromium.open(&format!("http://127.0.0.1:{site}/"));
-    let mut next = || subscribes.recv_timeout(DEADLINE).expect("a subscribe");
+    let next = || subscribes.recv_timeout(DEADLINE).expect("a subscribe");
     let first = next();
     assert_eq!(first["channels"], json!(["a.>"]));
     assert!(first.get("since").is_none(), "{first}");
