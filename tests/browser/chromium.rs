@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -17,7 +18,11 @@ pub struct Chromium {
     page: Client,
     next_id: u64,
     profile: PathBuf,
+    /// One browser at a time: several on two cores starve each other's pages.
+    _turn: MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Chromium {
     /// A headless Chromium on about:blank, or `None` (said loudly) when the
@@ -29,6 +34,7 @@ impl Chromium {
             );
             return None;
         }
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let profile = scratch(&format!("chromium-{test}"));
         let mut child = Command::new("chromium")
             .args([
@@ -53,6 +59,7 @@ impl Chromium {
             page,
             next_id: 1,
             profile,
+            _turn: turn,
         };
         chromium.call("Page.enable", json!({}));
         chromium.call("Runtime.enable", json!({}));
