@@ -21,6 +21,9 @@ pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Opti
     let resp = match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/health") => health(shared),
         ("GET", "/metrics") => metrics(shared),
+        (_, path) if crate::browser::PATHS.contains(&path) => {
+            crate::browser::answer(shared, cfg, req)
+        }
         ("POST", "/publish") if publish_enabled => return publish_request(shared, cfg, req, body),
         (_, "/health" | "/metrics") => Response::text(405, "use GET\n").header("Allow", "GET"),
         (_, "/publish") if publish_enabled => {

@@ -209,6 +209,14 @@ impl Metrics {
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
+    /// The publish-to-write histogram as (upper bound in seconds, count in that
+    /// bucket alone); observations over the last bound are in neither.
+    pub fn latency_buckets(&self) -> [(f64, u64); 14] {
+        std::array::from_fn(|i| (LATENCY_BUCKETS[i], self.latency_buckets[i].load(Relaxed)))
+    }
+    pub fn latency_count(&self) -> u64 {
+        self.latency_count.load(Relaxed)
+    }
     pub fn cpu_percent(&self) -> f64 {
         self.cpu_percent_x100.load(Relaxed) as f64 / 100.0
     }

@@ -200,6 +200,8 @@ pub struct Config {
     /// Empty = any origin.
     pub allowed_origins: Vec<String>,
     pub publish_token: Option<String>,
+    /// Enables GET /status and /status.json.
+    pub status_token: Option<String>,
     pub echo_path: Option<String>,
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
@@ -364,6 +366,7 @@ fn read(r: &mut Reader) -> Config {
         shutdown_grace: r.duration(WS_SHUTDOWN_GRACE, true),
         allowed_origins: r.list(WS_ALLOWED_ORIGINS, values::origin),
         publish_token: r.optional(WS_PUBLISH_TOKEN),
+        status_token: r.optional(WS_STATUS_TOKEN),
         echo_path: r.parse(WS_ECHO_PATH, values::optional_path),
         nats_user: r.optional(NATS_USER),
         nats_password: r.optional(NATS_PASSWORD),

@@ -57,6 +57,7 @@ variables! {
     WS_SHUTDOWN_GRACE = "30s";
     WS_ALLOWED_ORIGINS = "";
     WS_PUBLISH_TOKEN = "";
+    WS_STATUS_TOKEN = "";
     WS_ECHO_PATH = "";
     NATS_USER = "";
     NATS_PASSWORD = "";
@@ -76,7 +77,7 @@ variables! {
 }
 
 /// Shown as "***" when set, in the table, the logs and diffs.
-pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, NATS_PASSWORD, NATS_TOKEN];
+pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, WS_STATUS_TOKEN, NATS_PASSWORD, NATS_TOKEN];
 
 /// What a set secret is shown as.
 pub(crate) const MASK: &str = "***";
@@ -98,7 +99,15 @@ pub(crate) const RELOADABLE: &[&str] = &[
 ];
 
 /// Paths the HTTP router answers itself; WS_PATH and WS_ECHO_PATH must not shadow them.
-pub(crate) const RESERVED_PATHS: &[&str] = &["/health", "/metrics", "/publish"];
+pub(crate) const RESERVED_PATHS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/publish",
+    "/client.js",
+    "/client.d.ts",
+    "/status",
+    "/status.json",
+];
 
 /// The env file read when `--env-file` is not given; skipped when absent.
 pub(crate) const DEFAULT_ENV_FILE: &str = ".env";
@@ -157,6 +166,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 45);
+        assert_eq!(VARIABLES.len(), 46);
     }
 }

@@ -135,6 +135,7 @@ impl Config {
             (WS_SHUTDOWN_GRACE, format_duration(self.shutdown_grace)),
             (WS_ALLOWED_ORIGINS, self.allowed_origins.join(",")),
             (WS_PUBLISH_TOKEN, opt(&self.publish_token)),
+            (WS_STATUS_TOKEN, opt(&self.status_token)),
             (WS_ECHO_PATH, opt(&self.echo_path)),
             (NATS_USER, opt(&self.nats_user)),
             (NATS_PASSWORD, opt(&self.nats_password)),
