@@ -88,6 +88,13 @@ fn metrics(shared: &Shared) -> Response {
         .map(|w| w.write_hold_us.load(Relaxed))
         .max();
     m.write_hold_us.store(hold.unwrap_or(0), Relaxed);
+    {
+        let history = shared.history();
+        m.history_messages.store(history.len() as u64, Relaxed);
+        m.history_bytes.store(history.bytes() as u64, Relaxed);
+        m.history_channels.store(history.channels() as u64, Relaxed);
+        m.history_evicted.store(history.evicted(), Relaxed);
+    }
     m.handoff_queue.store(
         sum(|w| w.inbox.lock().map(|v| v.len() as u64).unwrap_or(0)),
         Relaxed,

@@ -114,6 +114,35 @@ impl PublishLoss {
     }
 }
 
+/// Why a client was told it missed messages (`gap` frames).
+pub const GAP_REASONS: [&str; 3] = ["overrun", "dropped", "skipped"];
+
+/// How a subscribe with `since` was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeResult {
+    Recovered,
+    EpochChanged,
+    TooOld,
+    Unavailable,
+}
+
+impl ResumeResult {
+    pub const ALL: [ResumeResult; 4] = [
+        ResumeResult::Recovered,
+        ResumeResult::EpochChanged,
+        ResumeResult::TooOld,
+        ResumeResult::Unavailable,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeResult::Recovered => "recovered",
+            ResumeResult::EpochChanged => "epoch_changed",
+            ResumeResult::TooOld => "too_old",
+            ResumeResult::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the publish-to-write latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -168,6 +197,17 @@ pub struct Metrics {
     pub publish_queue: AtomicU64,
     pub publish_queue_bytes: AtomicU64,
     publish_losses: [AtomicU64; PublishLoss::ALL.len()],
+    resumes: [AtomicU64; ResumeResult::ALL.len()],
+    /// Gap frames sent, indexed like `GAP_REASONS`.
+    gaps: [AtomicU64; GAP_REASONS.len()],
+    /// Messages sent again to resuming subscribers, and as snapshots.
+    pub replayed: AtomicU64,
+    pub snapshots: AtomicU64,
+    /// What history holds, refreshed on each scrape.
+    pub history_messages: AtomicU64,
+    pub history_bytes: AtomicU64,
+    pub history_channels: AtomicU64,
+    pub history_evicted: AtomicU64,
     pub cpu_percent_x100: AtomicU64,
     pub rss_bytes: AtomicU64,
     latency_buckets: [AtomicU64; 14],
@@ -187,6 +227,15 @@ impl Metrics {
     }
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why as usize].load(Relaxed)
+    }
+    /// Counts a `gap` frame by its reason (one of `GAP_REASONS`).
+    pub fn gap_sent(&self, reason: &str) {
+        if let Some(i) = GAP_REASONS.iter().position(|r| *r == reason) {
+            self.gaps[i].fetch_add(1, Relaxed);
+        }
+    }
+    pub fn resumed(&self, how: ResumeResult) {
+        self.resumes[how as usize].fetch_add(1, Relaxed);
     }
     pub fn publish_lost(&self, why: PublishLoss) {
         self.publish_losses[why as usize].fetch_add(1, Relaxed);
@@ -564,6 +613,64 @@ const FAMILIES: &[Family] = &[
             },
         },
     },
+    Family {
+        name: "resumes_total",
+        kind: Kind::Counter,
+        help: "Subscribes with since, by how they were answered.",
+        samples: Samples::Labelled {
+            label: "result",
+            values: |m| {
+                ResumeResult::ALL
+                    .map(|r| (r.as_str(), m.resumes[r as usize].load(Relaxed)))
+                    .to_vec()
+            },
+        },
+    },
+    Family {
+        name: "gaps_total",
+        kind: Kind::Counter,
+        help: "Gap frames sent to clients that missed messages, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                GAP_REASONS
+                    .iter()
+                    .zip(&m.gaps)
+                    .map(|(r, n)| (*r, n.load(Relaxed)))
+                    .collect()
+            },
+        },
+    },
+    counter(
+        "replayed_total",
+        "Messages sent again to resuming subscribers.",
+        |m| &m.replayed,
+    ),
+    counter(
+        "snapshots_total",
+        "Messages sent as snapshots (the latest of a channel, on subscribe).",
+        |m| &m.snapshots,
+    ),
+    gauge(
+        "history_messages",
+        "Messages history holds for resume and snapshots.",
+        |m| &m.history_messages,
+    ),
+    gauge(
+        "history_bytes",
+        "Bytes history counts against WS_HISTORY_BYTES.",
+        |m| &m.history_bytes,
+    ),
+    gauge(
+        "history_channels",
+        "Channels history holds messages of.",
+        |m| &m.history_channels,
+    ),
+    counter(
+        "history_evicted_total",
+        "Messages history let go (count per channel, age or bytes).",
+        |m| &m.history_evicted,
+    ),
     counter(
         "intake_pauses_total",
         "Times NATS intake paused for CPU.",

@@ -40,6 +40,10 @@ variables! {
     // 64 MiB: far above 32,768 slots of ordinary market data, far below the memory
     // the ring could hold with 32,768 payloads of 1 MB.
     WS_RING_BYTES = "67108864";
+    // Resume and snapshots: recent messages per channel, by count, age and bytes.
+    WS_HISTORY_SIZE = "1000";
+    WS_HISTORY_TTL = "5m";
+    WS_HISTORY_BYTES = "67108864";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
     // per client, 150ms means ~4 messages per write instead of one.
@@ -166,6 +170,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 46);
+        assert_eq!(VARIABLES.len(), 49);
     }
 }

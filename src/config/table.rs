@@ -117,6 +117,9 @@ impl Config {
             (WS_SEND_QUEUE_BYTES, self.send_queue_bytes.to_string()),
             (WS_MAX_BROADCAST_SIZE, self.max_broadcast_size.to_string()),
             (WS_RING_BYTES, self.ring_bytes.to_string()),
+            (WS_HISTORY_SIZE, self.history_size.to_string()),
+            (WS_HISTORY_TTL, format_duration(self.history_ttl)),
+            (WS_HISTORY_BYTES, self.history_bytes.to_string()),
             (
                 WS_SLOW_CLIENT_POLICY,
                 self.slow_client_policy.as_str().to_string(),

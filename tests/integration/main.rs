@@ -13,6 +13,7 @@ mod nats_intake;
 mod protocol;
 mod raw;
 mod reply_bounds;
+mod resume;
 mod shutdown;
 mod slow_consumers;
 mod support;
