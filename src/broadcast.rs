@@ -20,6 +20,8 @@ pub struct Broadcast {
     pub frame: Bytes,
     /// The same message flagged `"conflated":true`, encoded on first need.
     conflated: OnceLock<Bytes>,
+    /// The same message flagged `"snapshot":true`, encoded on first need.
+    snapshot: OnceLock<Bytes>,
     /// When the message entered the server (NATS receipt or HTTP publish).
     pub received_at: Instant,
     body: MessageBody,
@@ -66,8 +68,8 @@ impl MessageBody {
         OVERHEAD + SEQ_DIGITS + FRAME_HEADER + self.channel_json.len() + self.data_json.len()
     }
 
-    fn encode(&self, seq: u64, conflated: bool) -> Bytes {
-        let flag = if conflated { ",\"conflated\":true" } else { "" };
+    /// `flag` is "" or `,"name":true`.
+    fn encode(&self, seq: u64, flag: &str) -> Bytes {
         let json = format!(
             "{{\"type\":\"message\",\"channel\":{},\"seq\":{seq}{flag},\"data\":{}}}",
             self.channel_json, self.data_json
@@ -82,8 +84,9 @@ impl Broadcast {
             pos,
             seq,
             channel: channel.into(),
-            frame: body.encode(seq, false),
+            frame: body.encode(seq, ""),
             conflated: OnceLock::new(),
+            snapshot: OnceLock::new(),
             received_at,
             body,
         }
@@ -97,7 +100,15 @@ impl Broadcast {
     /// The frame a slow consumer gets after older messages of the channel were dropped.
     pub fn conflated_frame(&self) -> Bytes {
         self.conflated
-            .get_or_init(|| self.body.encode(self.seq, true))
+            .get_or_init(|| self.body.encode(self.seq, ",\"conflated\":true"))
+            .clone()
+    }
+
+    /// The frame a subscriber asking for a snapshot gets: the channel's latest
+    /// message, flagged `"snapshot":true`.
+    pub fn snapshot_frame(&self) -> Bytes {
+        self.snapshot
+            .get_or_init(|| self.body.encode(self.seq, ",\"snapshot\":true"))
             .clone()
     }
 }

@@ -20,8 +20,11 @@ pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Opti
     shared.metrics.http_requests.fetch_add(1, Relaxed);
     let publish_enabled = cfg.publish_token.is_some();
     let resp = match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/health") => health(shared, req.query.split('&').any(|p| p == "strict=1")),
+        ("GET", "/health") => health(shared, req.query_param("strict").as_deref() == Some("1")),
         ("GET", "/metrics") => metrics(shared),
+        (_, path) if crate::browser::PATHS.contains(&path) => {
+            crate::browser::answer(shared, cfg, req)
+        }
         ("POST", "/publish") if publish_enabled => return publish_request(shared, cfg, req, body),
         (_, "/health" | "/metrics") => Response::text(405, "use GET\n").header("Allow", "GET"),
         (_, "/publish") if publish_enabled => {
@@ -108,6 +111,13 @@ fn metrics(shared: &Shared) -> Response {
         .map(|w| w.write_hold_us.load(Relaxed))
         .max();
     m.write_hold_us.store(hold.unwrap_or(0), Relaxed);
+    {
+        let history = shared.history();
+        m.history_messages.store(history.len() as u64, Relaxed);
+        m.history_bytes.store(history.bytes() as u64, Relaxed);
+        m.history_channels.store(history.channels() as u64, Relaxed);
+        m.history_evicted.store(history.evicted(), Relaxed);
+    }
     m.handoff_queue.store(
         sum(|w| w.inbox.lock().map(|v| v.len() as u64).unwrap_or(0)),
         Relaxed,

@@ -5,6 +5,7 @@
 //! operating it.
 
 pub mod broadcast;
+pub mod browser;
 pub mod channel;
 pub mod config;
 pub mod endpoints;

@@ -114,6 +114,35 @@ impl PublishLoss {
     }
 }
 
+/// Why a client was told it missed messages (`gap` frames).
+pub const GAP_REASONS: [&str; 3] = ["overrun", "dropped", "skipped"];
+
+/// How a subscribe with `since` was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeResult {
+    Recovered,
+    EpochChanged,
+    TooOld,
+    Unavailable,
+}
+
+impl ResumeResult {
+    pub const ALL: [ResumeResult; 4] = [
+        ResumeResult::Recovered,
+        ResumeResult::EpochChanged,
+        ResumeResult::TooOld,
+        ResumeResult::Unavailable,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeResult::Recovered => "recovered",
+            ResumeResult::EpochChanged => "epoch_changed",
+            ResumeResult::TooOld => "too_old",
+            ResumeResult::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the publish-to-write latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -176,6 +205,17 @@ pub struct Metrics {
     pub publish_queue: AtomicU64,
     pub publish_queue_bytes: AtomicU64,
     publish_losses: [AtomicU64; PublishLoss::ALL.len()],
+    resumes: [AtomicU64; ResumeResult::ALL.len()],
+    /// Gap frames sent, indexed like `GAP_REASONS`.
+    gaps: [AtomicU64; GAP_REASONS.len()],
+    /// Messages sent again to resuming subscribers, and as snapshots.
+    pub replayed: AtomicU64,
+    pub snapshots: AtomicU64,
+    /// What history holds, refreshed on each scrape.
+    pub history_messages: AtomicU64,
+    pub history_bytes: AtomicU64,
+    pub history_channels: AtomicU64,
+    pub history_evicted: AtomicU64,
     pub cpu_percent_x100: AtomicU64,
     pub rss_bytes: AtomicU64,
     latency_buckets: [AtomicU64; 14],
@@ -195,6 +235,15 @@ impl Metrics {
     }
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why as usize].load(Relaxed)
+    }
+    /// Counts a `gap` frame by its reason (one of `GAP_REASONS`).
+    pub fn gap_sent(&self, reason: &str) {
+        if let Some(i) = GAP_REASONS.iter().position(|r| *r == reason) {
+            self.gaps[i].fetch_add(1, Relaxed);
+        }
+    }
+    pub fn resumed(&self, how: ResumeResult) {
+        self.resumes[how as usize].fetch_add(1, Relaxed);
     }
     pub fn publish_lost(&self, why: PublishLoss) {
         self.publish_losses[why as usize].fetch_add(1, Relaxed);
@@ -216,6 +265,14 @@ impl Metrics {
         }
         self.latency_count.fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+    /// The publish-to-write histogram as (upper bound in seconds, count in that
+    /// bucket alone); observations over the last bound are in neither.
+    pub fn latency_buckets(&self) -> [(f64, u64); 14] {
+        std::array::from_fn(|i| (LATENCY_BUCKETS[i], self.latency_buckets[i].load(Relaxed)))
+    }
+    pub fn latency_count(&self) -> u64 {
+        self.latency_count.load(Relaxed)
     }
     pub fn cpu_percent(&self) -> f64 {
         self.cpu_percent_x100.load(Relaxed) as f64 / 100.0
@@ -599,6 +656,64 @@ const FAMILIES: &[Family] = &[
             },
         },
     },
+    Family {
+        name: "resumes_total",
+        kind: Kind::Counter,
+        help: "Subscribes with since, by how they were answered.",
+        samples: Samples::Labelled {
+            label: "result",
+            values: |m| {
+                ResumeResult::ALL
+                    .map(|r| (r.as_str(), m.resumes[r as usize].load(Relaxed)))
+                    .to_vec()
+            },
+        },
+    },
+    Family {
+        name: "gaps_total",
+        kind: Kind::Counter,
+        help: "Gap frames sent to clients that missed messages, by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                GAP_REASONS
+                    .iter()
+                    .zip(&m.gaps)
+                    .map(|(r, n)| (*r, n.load(Relaxed)))
+                    .collect()
+            },
+        },
+    },
+    counter(
+        "replayed_total",
+        "Messages sent again to resuming subscribers.",
+        |m| &m.replayed,
+    ),
+    counter(
+        "snapshots_total",
+        "Messages sent as snapshots (the latest of a channel, on subscribe).",
+        |m| &m.snapshots,
+    ),
+    gauge(
+        "history_messages",
+        "Messages history holds for resume and snapshots.",
+        |m| &m.history_messages,
+    ),
+    gauge(
+        "history_bytes",
+        "Bytes history counts against WS_HISTORY_BYTES.",
+        |m| &m.history_bytes,
+    ),
+    gauge(
+        "history_channels",
+        "Channels history holds messages of.",
+        |m| &m.history_channels,
+    ),
+    counter(
+        "history_evicted_total",
+        "Messages history let go (count per channel, age or bytes).",
+        |m| &m.history_evicted,
+    ),
     counter(
         "intake_pauses_total",
         "Times NATS intake paused for CPU.",
@@ -656,6 +771,30 @@ mod tests {
         for f in FAMILIES {
             let counter = matches!(f.kind, Kind::Counter);
             assert_eq!(counter, f.name.ends_with("_total"), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn docs_http_lists_every_family_and_only_those() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/http.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let documented: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `odin_ws_"))
+            .filter_map(|l| l.split(['`', '{']).next())
+            .collect();
+        for f in FAMILIES {
+            assert!(
+                documented.contains(&f.name),
+                "docs/http.md lacks odin_ws_{}",
+                f.name
+            );
+        }
+        for name in documented {
+            assert!(
+                FAMILIES.iter().any(|f| f.name == name),
+                "docs/http.md lists odin_ws_{name}, which /metrics does not serve"
+            );
         }
     }
 

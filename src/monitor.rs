@@ -35,5 +35,7 @@ pub fn run(shared: &Shared) {
         shared
             .intake_paused
             .store(percent >= cfg.cpu_pause_threshold, Relaxed);
+        // History ages out even while nothing new arrives.
+        shared.history().evict(at);
     }
 }

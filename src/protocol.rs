@@ -23,6 +23,7 @@ pub enum ClientMessage {
     Subscribe {
         channels: Vec<String>,
         id: Option<Box<RawValue>>,
+        catch_up: CatchUp,
     },
     Unsubscribe {
         channels: Vec<String>,
@@ -31,6 +32,32 @@ pub enum ClientMessage {
     Ping {
         id: Option<Box<RawValue>>,
     },
+}
+
+/// What a subscriber asks for besides live messages (docs/protocol.md, "Positions,
+/// resume and snapshots").
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct CatchUp {
+    /// Resume: every message after this position, then live.
+    pub since: Option<Position>,
+    /// The latest message of each covered channel, flagged `"snapshot":true`.
+    #[serde(default)]
+    pub snapshot: bool,
+}
+
+/// A position in the sequence space `epoch` names.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// How a subscribe with `since` was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    Recovered,
+    /// Not recovered: `epoch_changed`, `too_old` or `unavailable`.
+    NotRecovered(&'static str),
 }
 
 /// A request that gets an error frame; the connection lives on.
@@ -79,6 +106,8 @@ struct Envelope {
     kind: Option<String>,
     channels: Option<Vec<String>>,
     id: Option<Box<RawValue>>,
+    #[serde(flatten)]
+    catch_up: CatchUp,
 }
 
 pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
@@ -112,6 +141,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
         Some("subscribe") => Ok(ClientMessage::Subscribe {
             channels: channels(id.clone())?,
             id,
+            catch_up: env.catch_up,
         }),
         Some("unsubscribe") => Ok(ClientMessage::Unsubscribe {
             channels: channels(id.clone())?,
@@ -237,18 +267,48 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("a string always serializes")
 }
 
-pub fn welcome(session: &str, server: &str, ping_interval_ms: u128) -> String {
+pub fn welcome(session: &str, server: &str, ping_interval_ms: u128, epoch: &str) -> String {
     format!(
-        "{{\"type\":\"welcome\",\"session\":{},\"server\":{},\"ping_interval_ms\":{ping_interval_ms}}}",
+        "{{\"type\":\"welcome\",\"session\":{},\"server\":{},\"ping_interval_ms\":{ping_interval_ms},\"epoch\":{}}}",
         quote(session),
-        quote(server)
+        quote(server),
+        quote(epoch)
     )
 }
 
-/// `kind` is "subscribed" or "unsubscribed".
-pub fn ack(kind: &str, channels: &[&str], id: Option<&RawValue>) -> String {
+/// `kind` is "subscribed" or "unsubscribed"; `recovery` answers a `since`.
+pub fn ack(
+    kind: &str,
+    channels: &[&str],
+    id: Option<&RawValue>,
+    recovery: Option<Recovery>,
+) -> String {
     let list = serde_json::to_string(channels).expect("strings always serialize");
-    with_id(format!("{{\"type\":\"{kind}\",\"channels\":{list}}}"), id)
+    let recovered = match recovery {
+        None => String::new(),
+        Some(Recovery::Recovered) => ",\"recovered\":true".into(),
+        Some(Recovery::NotRecovered(reason)) => {
+            format!(",\"recovered\":false,\"reason\":\"{reason}\"")
+        }
+    };
+    with_id(
+        format!("{{\"type\":\"{kind}\",\"channels\":{list}{recovered}}}"),
+        id,
+    )
+}
+
+/// Tells a client it missed messages on `channels` (its patterns): `reason` is
+/// `overrun`, `dropped` or `skipped`; `count` when known. The list is capped like
+/// an error frame's.
+pub fn gap(channels: &[&str], reason: &str, count: Option<u64>) -> String {
+    let listed: Vec<String> = channels
+        .iter()
+        .take(MAX_LISTED_CHANNELS)
+        .map(|c| cut(c, MAX_ECHOED_CHANNEL).to_string())
+        .collect();
+    let list = serde_json::to_string(&listed).expect("strings always serialize");
+    let count = count.map_or(String::new(), |n| format!(",\"count\":{n}"));
+    format!("{{\"type\":\"gap\",\"channels\":{list},\"reason\":\"{reason}\"{count}}}")
 }
 
 pub fn pong(id: Option<&RawValue>) -> String {
@@ -273,9 +333,14 @@ mod tests {
     #[test]
     fn parses_requests() {
         match parse(r#"{"type":"subscribe","channels":["a.b","a.*"],"id":7}"#).unwrap() {
-            ClientMessage::Subscribe { channels, id } => {
+            ClientMessage::Subscribe {
+                channels,
+                id,
+                catch_up,
+            } => {
                 assert_eq!(channels, ["a.b", "a.*"]);
                 assert_eq!(id.unwrap().get(), "7");
+                assert_eq!(catch_up, CatchUp::default());
             }
             other => panic!("{other:?}"),
         }
@@ -397,11 +462,67 @@ mod tests {
         let id = RawValue::from_string("{\"k\":[1]}".into()).unwrap();
         assert_eq!(pong(Some(&id)), r#"{"type":"pong","id":{"k":[1]}}"#);
         assert_eq!(
-            ack("subscribed", &["a.>"], None),
+            ack("subscribed", &["a.>"], None, None),
             r#"{"type":"subscribed","channels":["a.>"]}"#
         );
         let e = error(ErrorCode::InvalidChannel, "bad \"x\"", None);
         let v: serde_json::Value = serde_json::from_str(&e).unwrap();
         assert_eq!(v["code"], "invalid_channel");
+    }
+
+    #[test]
+    fn subscribe_takes_since_and_snapshot() {
+        let text = r#"{"type":"subscribe","channels":["a"],"since":{"epoch":"e1","seq":12},"snapshot":true}"#;
+        let ClientMessage::Subscribe { catch_up, .. } = parse(text).unwrap() else {
+            panic!("not a subscribe");
+        };
+        let since = catch_up.since.unwrap();
+        assert_eq!((since.epoch.as_str(), since.seq), ("e1", 12));
+        assert!(catch_up.snapshot);
+        // A position that is not {epoch, seq} is a bad request, not an ignored field.
+        for bad in [
+            r#""since":5"#,
+            r#""since":{"seq":-1,"epoch":"e"}"#,
+            r#""snapshot":"yes""#,
+        ] {
+            let text = format!(r#"{{"type":"subscribe","channels":["a"],{bad}}}"#);
+            assert_eq!(
+                parse(&text).unwrap_err().code,
+                ErrorCode::InvalidJson,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn acks_say_whether_they_recovered() {
+        let ok = ack("subscribed", &["a"], None, Some(Recovery::Recovered));
+        assert_eq!(
+            ok,
+            r#"{"type":"subscribed","channels":["a"],"recovered":true}"#
+        );
+        let old = ack(
+            "subscribed",
+            &["a"],
+            None,
+            Some(Recovery::NotRecovered("too_old")),
+        );
+        assert_eq!(
+            old,
+            r#"{"type":"subscribed","channels":["a"],"recovered":false,"reason":"too_old"}"#
+        );
+    }
+
+    #[test]
+    fn gap_frames_are_capped() {
+        assert_eq!(
+            gap(&["a.*"], "overrun", None),
+            r#"{"type":"gap","channels":["a.*"],"reason":"overrun"}"#
+        );
+        let many: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let v: serde_json::Value = serde_json::from_str(&gap(&many, "dropped", Some(3))).unwrap();
+        assert_eq!(v["channels"].as_array().unwrap().len(), MAX_LISTED_CHANNELS);
+        assert_eq!(v["count"], 3);
     }
 }

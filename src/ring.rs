@@ -27,9 +27,11 @@ struct Slots {
 }
 
 /// What one push did to the ring's bounds, for the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Appended {
     pub pos: u64,
+    /// The broadcast as the ring holds it, for history to keep by reference.
+    pub broadcast: Arc<Broadcast>,
     /// Broadcasts released before their slot came round, for the byte bound.
     pub released: u64,
     /// Bytes held after the push.
@@ -81,7 +83,8 @@ impl Ring {
         }
         let broadcast = make(pos);
         inner.bytes += broadcast.held_bytes();
-        inner.slots[(pos & self.mask) as usize] = Some(Arc::new(broadcast));
+        let broadcast = Arc::new(broadcast);
+        inner.slots[(pos & self.mask) as usize] = Some(Arc::clone(&broadcast));
         inner.next = pos + 1;
         let mut released = 0;
         while inner.bytes > self.max_bytes && inner.oldest < pos {
@@ -91,6 +94,7 @@ impl Ring {
         self.head.store(pos + 1, Ordering::Release);
         Appended {
             pos,
+            broadcast,
             released,
             bytes: inner.bytes,
         }

@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 
 use crate::broadcast::{Broadcast, MessageBody};
 use crate::config::Config;
+use crate::history::{self, History};
 use crate::intake::JetStreamHealth;
 use crate::metrics::{Metrics, Refusal, Reject};
 use crate::publish_queue::{self, PublishQueue};
@@ -88,6 +89,11 @@ pub struct Shared {
     pub live_ws: AtomicUsize,
     pub started: Instant,
     pub instance: String,
+    /// Recent broadcasts per channel for resume and snapshots. Producers take it
+    /// before the ring's lock, so history and ring agree on the order.
+    pub history: Mutex<History>,
+    /// The sequence space of `seq` that `welcome` announces (docs/protocol.md).
+    epoch: RwLock<Arc<str>>,
 }
 
 impl Shared {
@@ -98,6 +104,18 @@ impl Shared {
             NatsState::Reconnecting
         };
         let jetstream = config.nats_jetstream && !config.nats_urls.is_empty();
+        let cfg_history = (
+            config.history_size,
+            config.history_ttl,
+            config.history_bytes,
+        );
+        // Core mode: `seq` counts from 1 in every process, so each start is a new
+        // epoch. JetStream mode learns the stream's own when it connects.
+        let epoch = if config.nats_jetstream {
+            String::new()
+        } else {
+            process_epoch()
+        };
         Shared {
             ring: Ring::new(config.worker_queue_size, config.ring_bytes),
             config: RwLock::new(Arc::new(config)),
@@ -116,7 +134,27 @@ impl Shared {
             live_ws: AtomicUsize::new(0),
             started: Instant::now(),
             instance,
+            history: Mutex::new(History::new(history::Limits {
+                per_channel: cfg_history.0,
+                ttl: cfg_history.1,
+                bytes: cfg_history.2,
+            })),
+            epoch: RwLock::new(epoch.into()),
         }
+    }
+
+    /// The epoch clients resume in; "" while unknown (JetStream before the stream
+    /// is known).
+    pub fn epoch(&self) -> Arc<str> {
+        Arc::clone(&self.epoch.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn set_epoch(&self, epoch: &str) {
+        *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = epoch.into();
+    }
+
+    pub fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -181,9 +219,12 @@ impl Shared {
         received_at: Instant,
         seq: Option<u64>,
     ) {
+        let mut history = self.history();
         let appended = self.ring.push_with(|pos| {
             Broadcast::new(pos, seq.unwrap_or(pos + 1), channel, body, received_at)
         });
+        history.insert(&appended.broadcast, Instant::now());
+        drop(history);
         let m = &self.metrics;
         m.broadcasts.fetch_add(1, Ordering::Relaxed);
         m.ring_released
@@ -251,4 +292,13 @@ impl Shared {
             }
         }
     }
+}
+
+/// A new epoch for this process: its start time and pid, in hex.
+fn process_epoch() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{:x}{:x}", nanos, std::process::id())
 }

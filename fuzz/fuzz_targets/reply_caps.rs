@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match protocol::parse(text) {
         Ok(
-            ClientMessage::Subscribe { channels, id } | ClientMessage::Unsubscribe { channels, id },
+            ClientMessage::Subscribe { channels, id, .. } | ClientMessage::Unsubscribe { channels, id },
         ) => {
             refusals(&channels, id.as_deref());
             let list: Vec<&str> = channels.iter().map(String::as_str).collect();

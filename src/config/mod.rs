@@ -185,6 +185,12 @@ pub struct Config {
     pub max_broadcast_size: usize,
     /// Bytes the broadcast ring may hold before it releases its oldest slots.
     pub ring_bytes: usize,
+    /// Messages kept per channel for resume and snapshots (0 = none).
+    pub history_size: usize,
+    /// How long a message stays in history.
+    pub history_ttl: Duration,
+    /// Bytes all history may hold.
+    pub history_bytes: usize,
     pub slow_client_policy: SlowClientPolicy,
     /// The most a connection's broadcasts may wait to share one write.
     pub write_delay: Duration,
@@ -200,6 +206,8 @@ pub struct Config {
     /// Empty = any origin.
     pub allowed_origins: Vec<String>,
     pub publish_token: Option<String>,
+    /// Enables GET /status and /status.json.
+    pub status_token: Option<String>,
     pub echo_path: Option<String>,
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
@@ -348,6 +356,9 @@ fn read(r: &mut Reader) -> Config {
         send_queue_bytes: r.int(WS_SEND_QUEUE_BYTES, 4 * KIB, 1024 * MIB),
         max_broadcast_size: r.int(WS_MAX_BROADCAST_SIZE, 0, 512 * MIB),
         ring_bytes: r.int(WS_RING_BYTES, MIB, 64 * 1024 * MIB),
+        history_size: r.int(WS_HISTORY_SIZE, 0, 1_000_000),
+        history_ttl: r.duration(WS_HISTORY_TTL, false),
+        history_bytes: r.int(WS_HISTORY_BYTES, 0, 64 * 1024 * MIB),
         slow_client_policy: r.choice(
             WS_SLOW_CLIENT_POLICY,
             &SlowClientPolicy::ALL,
@@ -368,6 +379,7 @@ fn read(r: &mut Reader) -> Config {
         shutdown_grace: r.duration(WS_SHUTDOWN_GRACE, true),
         allowed_origins: r.list(WS_ALLOWED_ORIGINS, values::origin),
         publish_token: r.optional(WS_PUBLISH_TOKEN),
+        status_token: r.optional(WS_STATUS_TOKEN),
         echo_path: r.parse(WS_ECHO_PATH, values::optional_path),
         nats_user: r.optional(NATS_USER),
         nats_password: r.optional(NATS_PASSWORD),

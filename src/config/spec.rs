@@ -40,6 +40,10 @@ variables! {
     // 64 MiB: far above 32,768 slots of ordinary market data, far below the memory
     // the ring could hold with 32,768 payloads of 1 MB.
     WS_RING_BYTES = "67108864";
+    // Resume and snapshots: recent messages per channel, by count, age and bytes.
+    WS_HISTORY_SIZE = "1000";
+    WS_HISTORY_TTL = "5m";
+    WS_HISTORY_BYTES = "67108864";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
     // per client, 150ms means ~4 messages per write instead of one.
@@ -57,6 +61,7 @@ variables! {
     WS_SHUTDOWN_GRACE = "30s";
     WS_ALLOWED_ORIGINS = "";
     WS_PUBLISH_TOKEN = "";
+    WS_STATUS_TOKEN = "";
     WS_ECHO_PATH = "";
     NATS_USER = "";
     NATS_PASSWORD = "";
@@ -80,7 +85,7 @@ variables! {
 }
 
 /// Shown as "***" when set, in the table, the logs and diffs.
-pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, NATS_PASSWORD, NATS_TOKEN];
+pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, WS_STATUS_TOKEN, NATS_PASSWORD, NATS_TOKEN];
 
 /// What a set secret is shown as.
 pub(crate) const MASK: &str = "***";
@@ -102,7 +107,15 @@ pub(crate) const RELOADABLE: &[&str] = &[
 ];
 
 /// Paths the HTTP router answers itself; WS_PATH and WS_ECHO_PATH must not shadow them.
-pub(crate) const RESERVED_PATHS: &[&str] = &["/health", "/metrics", "/publish"];
+pub(crate) const RESERVED_PATHS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/publish",
+    "/client.js",
+    "/client.d.ts",
+    "/status",
+    "/status.json",
+];
 
 /// The env file read when `--env-file` is not given; skipped when absent.
 pub(crate) const DEFAULT_ENV_FILE: &str = ".env";
@@ -161,6 +174,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 47);
+        assert_eq!(VARIABLES.len(), 51);
     }
 }

@@ -117,6 +117,9 @@ impl Config {
             (WS_SEND_QUEUE_BYTES, self.send_queue_bytes.to_string()),
             (WS_MAX_BROADCAST_SIZE, self.max_broadcast_size.to_string()),
             (WS_RING_BYTES, self.ring_bytes.to_string()),
+            (WS_HISTORY_SIZE, self.history_size.to_string()),
+            (WS_HISTORY_TTL, format_duration(self.history_ttl)),
+            (WS_HISTORY_BYTES, self.history_bytes.to_string()),
             (
                 WS_SLOW_CLIENT_POLICY,
                 self.slow_client_policy.as_str().to_string(),
@@ -135,6 +138,7 @@ impl Config {
             (WS_SHUTDOWN_GRACE, format_duration(self.shutdown_grace)),
             (WS_ALLOWED_ORIGINS, self.allowed_origins.join(",")),
             (WS_PUBLISH_TOKEN, opt(&self.publish_token)),
+            (WS_STATUS_TOKEN, opt(&self.status_token)),
             (WS_ECHO_PATH, opt(&self.echo_path)),
             (NATS_USER, opt(&self.nats_user)),
             (NATS_PASSWORD, opt(&self.nats_password)),

@@ -10,7 +10,7 @@ pub struct Request {
     pub method: String,
     /// The target without its query string.
     pub path: String,
-    /// What followed '?' in the target (empty when nothing did).
+    /// What followed `?` in the target (empty when nothing did).
     pub query: String,
     pub minor_version: u8,
     pub headers: Vec<(String, String)>,
@@ -33,6 +33,16 @@ impl Request {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter, percent-decoded (`+` is a space);
+    /// `None` when absent or not valid UTF-8 once decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+            .find(|(key, _)| *key == name)
+            .and_then(|(_, value)| percent_decode(value))
     }
 
     /// Whether a comma-separated header holds `token` (case-insensitive).
@@ -67,7 +77,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let (method, target, minor_version) = parse_request_line(request_line)?;
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut headers = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         if headers.len() == MAX_HEADERS {
@@ -76,7 +86,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Request>, ParseError> {
         headers.push(parse_header(line)?);
     }
     Ok(Some(Request {
-        method,
+        method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
         minor_version,
@@ -89,7 +99,8 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn parse_request_line(line: &str) -> Result<(String, String, u8), ParseError> {
+/// Method, target (path and query) and HTTP minor version.
+fn parse_request_line(line: &str) -> Result<(&str, &str, u8), ParseError> {
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -107,7 +118,24 @@ fn parse_request_line(line: &str) -> Result<(String, String, u8), ParseError> {
         "HTTP/1.0" => 0,
         _ => return Err(ParseError::Malformed("unsupported HTTP version")),
     };
-    Ok((method.to_string(), target.to_string(), minor_version))
+    Ok((method, target, minor_version))
+}
+
+/// `%XX` escapes and `+` decoded; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(out).ok()
 }
 
 fn parse_header(line: &str) -> Result<(String, String), ParseError> {
@@ -137,10 +165,26 @@ mod tests {
         let raw = b"GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\r\nrest";
         let req = parse_head(raw).unwrap().unwrap();
         assert_eq!(req.method, "GET");
-        assert_eq!((req.path.as_str(), req.query.as_str()), ("/ws", "x=1"));
+        assert_eq!(req.path, "/ws");
+        assert_eq!(req.query, "x=1");
         assert_eq!(req.head_len, raw.len() - 4);
         assert_eq!(req.header("host"), Some("a"));
         assert!(req.header_has_token("connection", "upgrade"));
+    }
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let raw = b"GET /status?a=1&token=s%3Dc+r%2B&flag HTTP/1.1\r\n\r\n";
+        let req = parse_head(raw).unwrap().unwrap();
+        assert_eq!(req.path, "/status");
+        assert_eq!(req.query_param("token").as_deref(), Some("s=c r+"));
+        assert_eq!(req.query_param("a").as_deref(), Some("1"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+        let bad = parse_head(b"GET /s?token=%zz HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(bad.query_param("token"), None);
     }
 
     #[test]

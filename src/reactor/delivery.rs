@@ -19,9 +19,10 @@ use super::effect::Context;
 use super::patterns::Subscriptions;
 use super::send_queue::Pushed;
 use super::slab::{Key, Slab};
-use crate::broadcast::Broadcast;
+use crate::broadcast::{Broadcast, text_frame};
 use crate::config::{Config, WriteCoalesce};
 use crate::metrics::DropReason;
+use crate::protocol;
 use crate::shared::Shared;
 
 /// Broadcasts taken from the ring per turn, so sockets are served between batches.
@@ -103,10 +104,14 @@ impl Delivery {
         worker_id: usize,
     ) -> Vec<Key> {
         let mut overflowed = Vec::new();
-        if !self.read_ring(&ctx.shared, worker_id) {
+        let now = Instant::now();
+        let (fresh, overrun) = self.read_ring(&ctx.shared, worker_id);
+        if overrun > 0 {
+            self.tell_gap(conns, "overrun", None, ctx, now);
+        }
+        if !fresh {
             return overflowed;
         }
-        let now = Instant::now();
         let hold = self.hold(&ctx.cfg);
         let mut dropped = Dropped::default();
         let batch = std::mem::take(&mut self.batch);
@@ -117,8 +122,17 @@ impl Delivery {
                 let Some(conn) = conns.get_mut(key) else {
                     continue;
                 };
+                let dropped_before = dropped.oldest;
                 match enqueue(conn, b, &ctx.cfg, &mut dropped) {
                     Queued::Skipped => {}
+                    Queued::Yes if dropped.oldest > dropped_before => {
+                        // drop_oldest took older messages: say so, then carry on.
+                        let count = Some(dropped.oldest - dropped_before);
+                        push_gap(conn, "dropped", count, ctx);
+                        self.deliveries += 1;
+                        conn.pending_since.get_or_insert(b.received_at);
+                        self.schedule(conn, key, hold, now);
+                    }
                     Queued::Overflow => overflowed.push(key),
                     Queued::Yes => {
                         self.deliveries += 1;
@@ -136,8 +150,29 @@ impl Delivery {
         overflowed
     }
 
-    /// Fills the batch from the ring; false when there is nothing new.
-    fn read_ring(&mut self, shared: &Shared, worker_id: usize) -> bool {
+    /// Queues a `gap` frame on every subscribed connection (their patterns; the
+    /// count is unknown per connection) and lists them for this turn's flush.
+    fn tell_gap<S>(
+        &mut self,
+        conns: &mut Slab<Conn<S>>,
+        reason: &str,
+        count: Option<u64>,
+        ctx: &Context,
+        now: Instant,
+    ) {
+        for key in conns.keys() {
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if push_gap(conn, reason, count, ctx) {
+                self.schedule(conn, key, Duration::ZERO, now);
+            }
+        }
+    }
+
+    /// Fills the batch from the ring: whether there is something new, and how many
+    /// broadcasts this worker skipped because it fell behind.
+    fn read_ring(&mut self, shared: &Shared, worker_id: usize) -> (bool, u64) {
         let overrun = shared
             .ring
             .read_from(&mut self.cursor, RING_BATCH, &mut self.batch);
@@ -147,7 +182,7 @@ impl Delivery {
                 "worker {worker_id}: fell {overrun} broadcasts behind the ring and skipped them"
             );
         }
-        !self.batch.is_empty()
+        (!self.batch.is_empty(), overrun)
     }
 
     /// Lists a connection with new broadcasts once: not at all when a reply flush
@@ -194,6 +229,11 @@ impl Delivery {
         slice
     }
 
+    /// The next ring position this worker will read.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
     /// Whether the next turn has delivery work without waiting for an event.
     pub fn has_work(&self, shared: &Shared) -> bool {
         !self.fanout.is_empty() || self.cursor < shared.ring.head()
@@ -217,6 +257,22 @@ impl Delivery {
         let held = std::mem::take(&mut self.held_writes);
         shared.metrics.held_writes.fetch_add(held, Relaxed);
     }
+}
+
+/// Queues a `gap` frame naming the connection's patterns; false for a connection
+/// that is not a subscribed WebSocket.
+fn push_gap<S>(conn: &mut Conn<S>, reason: &str, count: Option<u64>, ctx: &Context) -> bool {
+    let State::Ws(ws) = &conn.state else {
+        return false;
+    };
+    if ws.subscriptions.is_empty() {
+        return false;
+    }
+    let patterns: Vec<&str> = ws.subscriptions.iter().map(|p| &**p).collect();
+    let frame = protocol::gap(&patterns, reason, count);
+    conn.send.push_own(text_frame(frame.into_bytes()));
+    ctx.shared.metrics.gap_sent(reason);
+    true
 }
 
 /// Queues `b` on `conn` once, however many of its patterns match. Only a socket
@@ -318,6 +374,32 @@ mod tests {
         assert_eq!(delivery.hold(&ctx.cfg), Duration::from_millis(50));
         let zero = test_context(&[("WS_WRITE_DELAY", "0s")]);
         assert_eq!(delivery.hold(&zero.cfg), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_worker_that_fell_behind_the_ring_tells_its_subscribers() {
+        // A ring of 16 slots and 20 broadcasts before the worker reads: 4 skipped.
+        let ctx = test_context(&[("WS_WORKER_QUEUE_SIZE", "16")]);
+        let (mut conns, mut subs, key) = subscriber(&ctx, &["a.*"]);
+        let mut delivery = Delivery::new(&ctx.shared);
+        for n in 0..20 {
+            publish(&ctx, "a.b", n.to_string().as_bytes());
+        }
+        delivery.deliver(&mut conns, &mut subs, &ctx, 0);
+        let sent = conns.get_mut(key).unwrap().sent_json();
+        assert_eq!(sent[0]["type"], "gap", "{sent:?}");
+        assert_eq!(sent[0]["reason"], "overrun");
+        assert_eq!(sent[0]["channels"], serde_json::json!(["a.*"]));
+        let data: Vec<i64> = sent[1..]
+            .iter()
+            .map(|m| m["data"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            data,
+            (4..20).collect::<Vec<_>>(),
+            "the newest after the gap"
+        );
+        assert_eq!(delivery.take_fanout(), vec![key]);
     }
 
     #[test]

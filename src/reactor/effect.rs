@@ -48,6 +48,10 @@ pub struct Context {
     pub shared: Arc<Shared>,
     /// When this turn started.
     pub now: Instant,
+    /// The worker's next ring position to deliver: what comes before it went out
+    /// (or was skipped) already, so a resume replays only positions before it and
+    /// live delivery brings the rest.
+    pub cursor: u64,
     /// xorshift64 state for session ids.
     session_state: Cell<u64>,
 }
@@ -59,6 +63,7 @@ impl Context {
             cfg: shared.config(),
             shared,
             now: Instant::now(),
+            cursor: 0,
             session_state: Cell::new(seed | 1),
         }
     }

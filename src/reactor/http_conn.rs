@@ -162,6 +162,7 @@ fn upgrade<S>(
             &session,
             &ctx.shared.instance,
             cfg.ping_interval.as_millis(),
+            &ctx.shared.epoch(),
         );
         conn.send.push_own(text_frame(welcome.into_bytes()));
     }

@@ -5,6 +5,7 @@
 
 mod acceptor;
 mod accounting;
+mod catch_up;
 mod closing;
 mod coalesce;
 mod conn;

@@ -101,6 +101,7 @@ impl Worker {
     fn turn(&mut self, events: &Events) {
         self.ctx.cfg = self.ctx.shared.config();
         self.ctx.now = Instant::now();
+        self.ctx.cursor = self.delivery.cursor();
         for event in events.iter() {
             if event.token() == WAKE_TOKEN {
                 continue;

@@ -13,13 +13,14 @@ use serde_json::value::RawValue;
 use tungstenite::protocol::frame::coding::{CloseCode, Data};
 use tungstenite::{Bytes, Error, Message};
 
+use super::catch_up;
 use super::conn::{Conn, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
 use crate::broadcast::{data_frame, text_frame};
 use crate::channel;
-use crate::protocol::{self, ClientMessage, ErrorCode, RefusedChannels};
+use crate::protocol::{self, CatchUp, ClientMessage, ErrorCode, RefusedChannels};
 
 /// Messages read from one connection per turn before others get their turn.
 const READ_BUDGET: usize = 32;
@@ -266,9 +267,13 @@ fn answer_request(
         Ok(ClientMessage::Ping { id }) => {
             send.push_own(text_frame(protocol::pong(id.as_deref()).into_bytes()))
         }
-        Ok(ClientMessage::Subscribe { channels, id }) => {
-            let id = id.as_deref();
-            change_subscriptions(Change::Subscribe, &channels, id, held, send, ctx, out);
+        Ok(ClientMessage::Subscribe {
+            channels,
+            id,
+            catch_up,
+        }) => {
+            let change = Change::Subscribe(&catch_up);
+            change_subscriptions(change, &channels, id.as_deref(), held, send, ctx, out);
         }
         Ok(ClientMessage::Unsubscribe { channels, id }) => {
             let id = id.as_deref();
@@ -278,8 +283,9 @@ fn answer_request(
 }
 
 #[derive(Clone, Copy)]
-enum Change {
-    Subscribe,
+enum Change<'a> {
+    /// With what the subscriber asks for besides live messages.
+    Subscribe(&'a CatchUp),
     Unsubscribe,
 }
 
@@ -287,7 +293,7 @@ enum Change {
 /// error frame per reason (naming a capped number of them), then the accepted
 /// channels are acknowledged together in the request's order.
 fn change_subscriptions(
-    change: Change,
+    change: Change<'_>,
     channels: &[String],
     id: Option<&RawValue>,
     held: &[Pattern],
@@ -302,10 +308,10 @@ fn change_subscriptions(
     for ch in channels {
         match (channel::validate_pattern(ch), change) {
             (Err(e), _) => invalid.add(ch, || e.to_string()),
-            (Ok(()), Change::Subscribe) if !subscribe(ch, held, max, out) => {
+            (Ok(()), Change::Subscribe(_)) if !subscribe(ch, held, max, out) => {
                 over_limit.add(ch, String::new);
             }
-            (Ok(()), Change::Subscribe) => accepted.push(ch.as_str()),
+            (Ok(()), Change::Subscribe(_)) => accepted.push(ch.as_str()),
             (Ok(()), Change::Unsubscribe) => {
                 unsubscribe(ch, held, out);
                 accepted.push(ch.as_str());
@@ -329,12 +335,17 @@ fn change_subscriptions(
         send,
         ctx,
     );
-    if !accepted.is_empty() {
-        let kind = match change {
-            Change::Subscribe => "subscribed",
-            Change::Unsubscribe => "unsubscribed",
-        };
-        send.push_own(text_frame(protocol::ack(kind, &accepted, id).into_bytes()));
+    if accepted.is_empty() {
+        return;
+    }
+    match change {
+        Change::Subscribe(catch_up) => {
+            catch_up::acknowledge(&accepted, id, catch_up, send, ctx, out);
+        }
+        Change::Unsubscribe => {
+            let ack = protocol::ack("unsubscribed", &accepted, id, None);
+            send.push_own(text_frame(ack.into_bytes()));
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod nats_jetstream;
 mod protocol;
 mod raw;
 mod reply_bounds;
+mod resume;
 mod shutdown;
 mod slow_consumers;
 mod support;
