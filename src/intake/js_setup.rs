@@ -27,6 +27,7 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     let stream = ensure_stream(conn, &cfg)?;
     let replicas = stream.config.num_replicas;
     shared.jetstream.set_replicas(replicas);
+    shared.set_epoch(&epoch_of(&stream));
     let fill_gaps = ensure_consumer(conn, &cfg, replicas)?;
     let (name, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     let options = PullSubscribeOptions::new()
@@ -44,6 +45,16 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
         stream,
         fill_gaps,
     })
+}
+
+/// The epoch clients resume in: the stream's name and creation time, the same on
+/// every instance and new when the stream is made anew (its sequences restart).
+fn epoch_of(stream: &StreamInfo) -> String {
+    format!(
+        "{}-{:x}",
+        stream.config.name,
+        stream.created.unix_timestamp_nanos()
+    )
 }
 
 fn ensure_stream(conn: &nats::Connection, cfg: &Config) -> Result<StreamInfo, String> {

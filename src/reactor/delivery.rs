@@ -152,7 +152,7 @@ impl Delivery {
 
     /// Queues a `gap` frame on every subscribed connection (their patterns; the
     /// count is unknown per connection) and lists them for this turn's flush.
-    fn tell_gap<S>(
+    pub fn tell_gap<S>(
         &mut self,
         conns: &mut Slab<Conn<S>>,
         reason: &str,

@@ -54,6 +54,10 @@ pub struct Worker {
     origin_refusals: LogThrottle,
     drain_started: bool,
     next_stats: Instant,
+    /// Intake's count of events that may have skipped messages (a core NATS
+    /// reconnect, a JetStream backlog skipped) when this worker last told its
+    /// subscribers.
+    skips_told: u64,
 }
 
 impl Worker {
@@ -73,6 +77,7 @@ impl Worker {
             origin_refusals: LogThrottle::new(REFUSAL_LOG_INTERVAL),
             drain_started: false,
             next_stats: Instant::now(),
+            skips_told: 0,
         }
     }
 
@@ -119,6 +124,7 @@ impl Worker {
             self.on_readable(key);
         }
         self.deliver();
+        self.tell_skips();
         self.delivery.release_held(&mut self.conns);
         self.fire_timers();
         self.start_drain();
@@ -129,6 +135,20 @@ impl Worker {
         let end = Instant::now();
         let work = end.saturating_duration_since(self.ctx.now);
         self.delivery.end_turn(work, end, &self.ctx.cfg);
+    }
+
+    /// After intake may have skipped messages, every subscribed connection gets a
+    /// `gap` frame (reason `skipped`; which channels lost what is unknown).
+    fn tell_skips(&mut self) {
+        let m = &self.ctx.shared.metrics;
+        let skips = m.nats_gap_events.load(Relaxed) + m.jetstream_backlog_skipped.load(Relaxed);
+        if skips == self.skips_told {
+            return;
+        }
+        self.skips_told = skips;
+        let now = self.ctx.now;
+        self.delivery
+            .tell_gap(&mut self.conns, "skipped", None, &self.ctx, now);
     }
 
     fn poll_timeout(&self) -> Option<Duration> {

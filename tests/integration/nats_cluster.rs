@@ -46,6 +46,9 @@ fn reader(mut c: Client, stop: Arc<AtomicBool>) -> Received {
                 continue;
             };
             let msg: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if msg["type"] != "message" {
+                continue; // a core-mode reconnect's `gap` frame
+            }
             let entry = (
                 msg["channel"].as_str().unwrap_or("").to_string(),
                 msg["seq"].as_u64().unwrap_or(0),

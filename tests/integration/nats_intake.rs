@@ -114,7 +114,11 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
 
     nats.restart();
     s.wait_nats("connected");
-    resumes_in_order(&nats, &mut c);
+    let gaps = resumes_in_order(&nats, &mut c);
+    assert!(
+        gaps.contains(&"skipped".to_string()),
+        "the client is told: {gaps:?}"
+    );
     assert!(s.metric("odin_ws_nats_reconnects_total") >= 1.0);
     assert!(s.metric("odin_ws_nats_disconnects_total") >= 1.0);
     // Core NATS does not replay: the gap is counted.
@@ -137,8 +141,10 @@ fn nats_restart_mid_stream_keeps_clients_and_resumes() {
 }
 
 /// Publishes until delivery resumes (the resubscription races our publisher),
-/// then 20 more that must follow in order.
-fn resumes_in_order(nats: &NatsServer, c: &mut Client) {
+/// then 20 more that must follow in order. Returns the `gap` frames' reasons seen
+/// meanwhile (core NATS does not replay: the reconnect is announced as `skipped`).
+fn resumes_in_order(nats: &NatsServer, c: &mut Client) -> Vec<String> {
+    let mut gaps = Vec::new();
     let publisher = nats.client();
     let mut n = 100;
     let first = loop {
@@ -149,9 +155,12 @@ fn resumes_in_order(nats: &NatsServer, c: &mut Client) {
         n += 1;
         // Bounded: the client's read timeout is the test deadline.
         if let Ok(tungstenite::Message::Text(t)) = c.read() {
-            break serde_json::from_str::<serde_json::Value>(&t).unwrap()["data"]["n"]
-                .as_i64()
-                .unwrap();
+            let msg: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if msg["type"] == "gap" {
+                gaps.push(msg["reason"].as_str().unwrap().to_string());
+                continue;
+            }
+            break msg["data"]["n"].as_i64().unwrap();
         }
     };
     for m in n..n + 20 {
@@ -162,10 +171,16 @@ fn resumes_in_order(nats: &NatsServer, c: &mut Client) {
     publisher.flush().unwrap();
     let mut last = first;
     while last < n + 19 {
-        let (_, got) = next_n(c);
+        let msg = read_json(c);
+        if msg["type"] == "gap" {
+            gaps.push(msg["reason"].as_str().unwrap().to_string());
+            continue;
+        }
+        let got = msg["data"]["n"].as_i64().unwrap();
         assert!(got > last, "order: {got} after {last}");
         last = got;
     }
+    gaps
 }
 
 #[test]

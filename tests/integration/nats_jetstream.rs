@@ -226,3 +226,52 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
         s.log.lock().unwrap().contains("backlog message(s)")
     });
 }
+
+/// The welcome's epoch, once the instance knows its stream.
+fn epoch_of(s: &Server) -> String {
+    let mut epoch = String::new();
+    wait_for("the stream's epoch in welcome", || {
+        let mut c = s.connect();
+        epoch = read_json(&mut c)["epoch"].as_str().unwrap().to_string();
+        !epoch.is_empty()
+    });
+    epoch
+}
+
+#[test]
+fn jetstream_a_client_resumes_on_another_instance() {
+    let nats = NatsServer::start(true);
+    let one = start(&js_env(&nats, &[("JS_CONSUMER", "one")]));
+    let two = start(&js_env(&nats, &[("JS_CONSUMER", "two")]));
+    one.wait_nats("connected");
+    two.wait_nats("connected");
+    let epoch = epoch_of(&one);
+    assert!(epoch.starts_with(&format!("{STREAM}-")), "{epoch}");
+    assert_eq!(
+        epoch_of(&two),
+        epoch,
+        "the stream's, the same on every instance"
+    );
+
+    let js = nats::jetstream::new(nats.client());
+    let mut c = one.client();
+    subscribe(&mut c, &["odin.px.*"]);
+    let first = publish(&js, "odin.px.a", 1);
+    assert_eq!(next(&mut c), ("odin.px.a".into(), first, 1));
+    drop(c);
+    // Missed while away; instance two consumes them too, through its own consumer.
+    let missed: Vec<u64> = (2..=5).map(|n| publish(&js, "odin.px.b", n)).collect();
+    wait_for("instance two to have them", || {
+        two.metric("odin_ws_broadcasts_total") >= 5.0
+    });
+    let mut c = two.client();
+    let since = format!(r#"{{"epoch":"{epoch}","seq":{first}}}"#);
+    send(
+        &mut c,
+        &format!(r#"{{"type":"subscribe","channels":["odin.px.*"],"since":{since}}}"#),
+    );
+    let ack = read_json(&mut c);
+    assert_eq!(ack["recovered"], true, "{ack}");
+    let replayed: Vec<u64> = (0..4).map(|_| next(&mut c).1).collect();
+    assert_eq!(replayed, missed, "the same stream sequences, in order");
+}

@@ -84,6 +84,9 @@ fn a_short_soak_passes() {
         .env("SOAK_CHURN_INTERVAL", "5s")
         .env("SOAK_CHURN_PERCENT", "5")
         .env("SOAK_WARMUP_PERCENT", "50")
+        // History fills at each channel's rate until WS_HISTORY_SIZE; a small one
+        // fills within the warm-up, as the default does within a 30-minute run's.
+        .env("SOAK_SERVER_ENV", "WS_HISTORY_SIZE=20")
         .env("SOAK_DIR", &dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
