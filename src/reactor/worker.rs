@@ -123,8 +123,9 @@ impl Worker {
         for key in std::mem::take(&mut self.read_again) {
             self.on_readable(key);
         }
-        self.deliver();
+        // Before the ring, so the `gap` comes ahead of what followed the skip.
         self.tell_skips();
+        self.deliver();
         self.delivery.release_held(&mut self.conns);
         self.fire_timers();
         self.start_drain();

@@ -213,14 +213,30 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     let mut c = s.client();
     subscribe(&mut c, &["odin.>"]);
     nats.restart();
-    // The consumer kept its position: the recent ticks arrive, the old one does not.
-    let (channel, _, mut last) = next(&mut c);
-    assert_eq!(channel, "odin.tick");
+    // The consumer kept its position: the recent ticks arrive, the old one does
+    // not, and the client is told that something was skipped.
+    let mut gaps = Vec::new();
+    let mut next_tick = |c: &mut Client| loop {
+        let msg = read_json(c);
+        if msg["type"] == "gap" {
+            gaps.push(msg["reason"].as_str().unwrap().to_string());
+            continue;
+        }
+        assert_eq!(msg["channel"], "odin.tick", "{msg}");
+        break msg["data"]["n"].as_u64().unwrap();
+    };
+    let mut last = next_tick(&mut c);
     while last < ticks {
-        let (channel, _, n) = next(&mut c);
-        assert_eq!((channel.as_str(), n), ("odin.tick", last + 1));
+        let n = next_tick(&mut c);
+        assert_eq!(n, last + 1);
         last = n;
     }
+    drop(next_tick);
+    if gaps.is_empty() {
+        // Told at the worker's next turn at the latest.
+        gaps.push(read_json(&mut c)["reason"].as_str().unwrap().to_string());
+    }
+    assert_eq!(gaps, ["skipped"]);
     assert!(s.metric("odin_ws_jetstream_backlog_skipped_total") >= 1.0);
     wait_for("the skip to be logged", || {
         s.log.lock().unwrap().contains("backlog message(s)")
