@@ -216,22 +216,12 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     // The consumer kept its position: the recent ticks arrive, the old one does
     // not, and the client is told that something was skipped.
     let mut gaps = Vec::new();
-    let mut next_tick = |c: &mut Client| loop {
-        let msg = read_json(c);
-        if msg["type"] == "gap" {
-            gaps.push(msg["reason"].as_str().unwrap().to_string());
-            continue;
-        }
-        assert_eq!(msg["channel"], "odin.tick", "{msg}");
-        break msg["data"]["n"].as_u64().unwrap();
-    };
-    let mut last = next_tick(&mut c);
+    let mut last = next_tick(&mut c, &mut gaps);
     while last < ticks {
-        let n = next_tick(&mut c);
+        let n = next_tick(&mut c, &mut gaps);
         assert_eq!(n, last + 1);
         last = n;
     }
-    drop(next_tick);
     if gaps.is_empty() {
         // Told at the worker's next turn at the latest.
         gaps.push(read_json(&mut c)["reason"].as_str().unwrap().to_string());
@@ -241,6 +231,19 @@ fn jetstream_new_consumer_starts_at_new_messages_and_old_backlog_is_skipped() {
     wait_for("the skip to be logged", || {
         s.log.lock().unwrap().contains("backlog message(s)")
     });
+}
+
+/// The `n` of the next tick, keeping the reasons of `gap` frames met on the way.
+fn next_tick(c: &mut Client, gaps: &mut Vec<String>) -> u64 {
+    loop {
+        let msg = read_json(c);
+        if msg["type"] == "gap" {
+            gaps.push(msg["reason"].as_str().unwrap().to_string());
+            continue;
+        }
+        assert_eq!(msg["channel"], "odin.tick", "{msg}");
+        return msg["data"]["n"].as_u64().unwrap();
+    }
 }
 
 /// The welcome's epoch, once the instance knows its stream.
