@@ -69,6 +69,13 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
         publish_state(&cfg)
     );
     signal_loop(&shared, &signals, &options);
+    // JetStream acks wait in the client's buffer: send them before exiting, or the
+    // next start is redelivered what clients already got.
+    if let Some(conn) = shared.nats_conn.get()
+        && let Err(e) = conn.flush_timeout(Duration::from_secs(2))
+    {
+        log::warn!("NATS flush at exit: {e}");
+    }
     Ok(())
 }
 

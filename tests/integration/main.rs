@@ -1,7 +1,6 @@
 //! Integration tests: the real binary over real sockets. One test binary, one
 //! module per area.
 
-mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod config_cli;
@@ -10,7 +9,6 @@ mod hardening;
 mod http_endpoints;
 mod intake_bounds;
 mod logs;
-mod nats_cluster;
 mod nats_intake;
 mod nats_jetstream;
 mod protocol;
