@@ -49,6 +49,9 @@ pub struct History {
     /// already evicted by the per-channel bound are skipped when reached.
     order: VecDeque<(Instant, Box<str>, u64)>,
     bytes: usize,
+    /// Messages retained (kept here: summing the channels would cost a pass over
+    /// every channel on each insert).
+    messages: usize,
     /// The newest sequence evicted with a channel that was then forgotten whole.
     forgotten_up_to: u64,
     /// The sequence of the first message this history saw: positions before it
@@ -64,6 +67,7 @@ impl History {
             channels: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
+            messages: 0,
             forgotten_up_to: 0,
             first_seq: None,
             evicted: 0,
@@ -85,11 +89,13 @@ impl History {
         };
         channel.entries.push_back(Arc::clone(b));
         self.bytes += entry_bytes(b);
+        self.messages += 1;
         if channel.entries.len() > self.limits.per_channel
             && let Some(old) = channel.entries.pop_front()
         {
             channel.evicted_up_to = old.seq;
             self.bytes -= entry_bytes(&old);
+            self.messages -= 1;
             self.evicted += 1;
         }
         self.order.push_back((now, b.channel.clone(), b.seq));
@@ -121,6 +127,7 @@ impl History {
         let old = channel.entries.pop_front().expect("front exists");
         channel.evicted_up_to = old.seq;
         self.bytes -= entry_bytes(&old);
+        self.messages -= 1;
         self.evicted += 1;
         if channel.entries.is_empty() {
             let gone = self.channels.remove(name).expect("present");
@@ -198,7 +205,7 @@ impl History {
 
     /// Messages retained.
     pub fn len(&self) -> usize {
-        self.channels.values().map(|c| c.entries.len()).sum()
+        self.messages
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,8 +226,10 @@ impl History {
     }
 }
 
+/// What keeping `b` costs: the broadcast's frame and body (as the ring counts
+/// them), its channel name, and the entry with its copy of the name in the age order.
 fn entry_bytes(b: &Broadcast) -> usize {
-    ENTRY_OVERHEAD + b.frame.len() + 2 * b.channel.len()
+    ENTRY_OVERHEAD + b.held_bytes() + 2 * b.channel.len()
 }
 
 #[cfg(test)]
@@ -329,6 +338,8 @@ mod tests {
             h.order.len() <= 2 * h.len() + 64,
             "the age order stays compact"
         );
+        let counted: usize = h.channels.values().map(|c| c.entries.len()).sum();
+        assert_eq!(h.len(), counted);
         // The newest messages are still there and resumable from recent positions.
         let last = h.replay(&["c.0"], 49_990, u64::MAX).unwrap();
         assert_eq!(seqs(&last), [50_000]);

@@ -46,8 +46,10 @@ variables! {
     WS_HISTORY_BYTES = "67108864";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
-    // per client, 150ms means ~4 messages per write instead of one.
-    WS_WRITE_DELAY = "150ms";
+    // per client, 100ms means ~2.5 messages per write instead of one. At the seed's
+    // load it beat uWebSockets on both CPU and p99 where 150ms lost on p99
+    // (BENCHMARKS.md, "Write coalescing").
+    WS_WRITE_DELAY = "100ms";
     // busy: hold only while a worker is busy (market data wants no added latency
     // when there is headroom); always: hold every connection up to the delay.
     WS_WRITE_COALESCE = "busy";
