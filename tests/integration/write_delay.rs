@@ -60,6 +60,7 @@ fn broadcasts_wait_for_the_write_delay_and_keep_their_order() {
 
 #[test]
 fn a_burst_held_on_one_connection_does_not_hold_another() {
+    let _heavy = heavy();
     const BURST: i64 = 4;
     let s = Server::start(&[("WS_WRITE_DELAY", "1s"), ("WS_WRITE_COALESCE", "always")]);
     let (mut busy, mut quiet) = (s.client(), s.client());
@@ -97,6 +98,9 @@ fn a_burst_held_on_one_connection_does_not_hold_another() {
 
 #[test]
 fn an_idle_server_holds_nothing() {
+    // The busy fraction is wall time: a worker preempted mid-turn by the 400-client
+    // tests beside it looks busy. Not beside them, the server is idle.
+    let _heavy = heavy();
     let s = Server::start(&[("WS_WRITE_DELAY", "1s")]);
     let mut c = s.client();
     subscribe(&mut c, &["idle.a"]);
