@@ -230,7 +230,13 @@ fn token_matches(header: Option<&str>, token: &str) -> bool {
     if !scheme.eq_ignore_ascii_case("Bearer") {
         return false;
     }
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    same_secret(given.trim(), token)
+}
+
+/// Compares a given token with the secret in time that does not depend on where
+/// they differ (only on the length).
+pub(crate) fn same_secret(given: &str, secret: &str) -> bool {
+    let (a, b) = (given.as_bytes(), secret.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -5,6 +5,7 @@
 mod status;
 
 use crate::config::Config;
+use crate::endpoints::same_secret;
 use crate::http::{Request, Response};
 use crate::shared::Shared;
 
@@ -143,15 +144,10 @@ fn given_token(req: &Request) -> Option<String> {
     bearer.or_else(|| req.query_param("token"))
 }
 
-/// Compares secrets without stopping at the first differing byte.
-fn same_secret(given: &str, secret: &str) -> bool {
-    let (a, b) = (given.as_bytes(), secret.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoints::same_secret;
     use crate::http::parse_head;
 
     fn request(head: &str) -> Request {
