@@ -1,7 +1,8 @@
 //! One message for every subscriber: encoded once into a complete WebSocket text
-//! frame that every matching connection shares by reference.
+//! frame that every matching connection shares by reference, and into a
+//! Server-Sent Events form on first need, which every SSE stream shares.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tungstenite::Bytes;
@@ -22,6 +23,8 @@ pub struct Broadcast {
     conflated: OnceLock<Bytes>,
     /// The same message flagged `"snapshot":true`, encoded on first need.
     snapshot: OnceLock<Bytes>,
+    /// The SSE events of this message, built when the first SSE stream needs them.
+    sse: OnceLock<Box<SseForms>>,
     /// When the message entered the server (NATS receipt or HTTP publish).
     pub received_at: Instant,
     body: MessageBody,
@@ -68,13 +71,102 @@ impl MessageBody {
         OVERHEAD + SEQ_DIGITS + FRAME_HEADER + self.channel_json.len() + self.data_json.len()
     }
 
-    /// `flag` is "" or `,"name":true`.
-    fn encode(&self, seq: u64, flag: &str) -> Bytes {
-        let json = format!(
+    /// The `message` JSON; `flag` is "" or `,"name":true`.
+    fn json(&self, seq: u64, flag: &str) -> String {
+        format!(
             "{{\"type\":\"message\",\"channel\":{},\"seq\":{seq}{flag},\"data\":{}}}",
             self.channel_json, self.data_json
-        );
-        text_frame(json.into_bytes())
+        )
+    }
+
+    fn encode(&self, seq: u64, flag: &str) -> Bytes {
+        text_frame(self.json(seq, flag).into_bytes())
+    }
+
+    /// The same JSON as an SSE `message` event with `id: <epoch>:<seq>`.
+    fn encode_sse(&self, epoch: &str, seq: u64, flag: &str) -> Bytes {
+        let id = format!("{epoch}:{seq}");
+        Bytes::from(crate::sse::event(
+            Some(&id),
+            "message",
+            &self.json(seq, flag),
+        ))
+    }
+}
+
+/// A broadcast's SSE events: the message, and its conflated and snapshot variants
+/// (those on first need), all with the epoch the first SSE stream asked with.
+#[derive(Debug)]
+struct SseForms {
+    epoch: Arc<str>,
+    message: Bytes,
+    conflated: OnceLock<Bytes>,
+    snapshot: OnceLock<Bytes>,
+}
+
+/// How a connection's queue carries broadcasts and replies: WebSocket text frames,
+/// or SSE events whose ids name `epoch`.
+#[derive(Clone, Debug, Default)]
+pub enum Form {
+    #[default]
+    WebSocket,
+    Sse(Arc<str>),
+}
+
+impl Form {
+    /// The broadcast as this form carries it, shared with every connection of the form.
+    pub fn message(&self, b: &Broadcast) -> Bytes {
+        match self {
+            Form::WebSocket => b.frame.clone(),
+            Form::Sse(epoch) => b.sse(epoch).message.clone(),
+        }
+    }
+
+    /// Bytes of `message(b)`, without taking a reference.
+    pub fn len_of(&self, b: &Broadcast) -> usize {
+        match self {
+            Form::WebSocket => b.frame.len(),
+            Form::Sse(epoch) => b.sse(epoch).message.len(),
+        }
+    }
+
+    /// The message flagged `"conflated":true`.
+    pub fn conflated(&self, b: &Broadcast) -> Bytes {
+        match self {
+            Form::WebSocket => b.conflated_frame(),
+            Form::Sse(epoch) => {
+                let f = b.sse(epoch);
+                let e = &f.epoch;
+                let flag = ",\"conflated\":true";
+                f.conflated
+                    .get_or_init(|| b.body.encode_sse(e, b.seq, flag))
+                    .clone()
+            }
+        }
+    }
+
+    /// The message flagged `"snapshot":true`.
+    pub fn snapshot(&self, b: &Broadcast) -> Bytes {
+        match self {
+            Form::WebSocket => b.snapshot_frame(),
+            Form::Sse(epoch) => {
+                let f = b.sse(epoch);
+                let e = &f.epoch;
+                let flag = ",\"snapshot\":true";
+                f.snapshot
+                    .get_or_init(|| b.body.encode_sse(e, b.seq, flag))
+                    .clone()
+            }
+        }
+    }
+
+    /// A connection's own reply (`subscribed`, `gap`, ...): a text frame, or an SSE
+    /// event named `event`, without an id.
+    pub fn reply(&self, event: &str, json: String) -> Bytes {
+        match self {
+            Form::WebSocket => text_frame(json.into_bytes()),
+            Form::Sse(_) => Bytes::from(crate::sse::event(None, event, &json)),
+        }
     }
 }
 
@@ -87,6 +179,7 @@ impl Broadcast {
             frame: body.encode(seq, ""),
             conflated: OnceLock::new(),
             snapshot: OnceLock::new(),
+            sse: OnceLock::new(),
             received_at,
             body,
         }
@@ -110,6 +203,19 @@ impl Broadcast {
         self.snapshot
             .get_or_init(|| self.body.encode(self.seq, ",\"snapshot\":true"))
             .clone()
+    }
+
+    /// The SSE events, built once by the first SSE stream that needs them (any
+    /// worker): every other stream shares the bytes.
+    fn sse(&self, epoch: &Arc<str>) -> &SseForms {
+        self.sse.get_or_init(|| {
+            Box::new(SseForms {
+                epoch: Arc::clone(epoch),
+                message: self.body.encode_sse(epoch, self.seq, ""),
+                conflated: OnceLock::new(),
+                snapshot: OnceLock::new(),
+            })
+        })
     }
 }
 
@@ -180,6 +286,35 @@ mod tests {
         let b = Broadcast::new(0, u64::MAX, "a.b", body, Instant::now());
         assert!(b.frame.len() <= bound && b.conflated_frame().len() <= bound);
         assert!(b.frame.len() + 40 > bound, "{} vs {bound}", b.frame.len());
+    }
+
+    #[test]
+    fn the_sse_form_is_built_once_and_carries_the_same_json() {
+        let b = Broadcast::new(
+            0,
+            7,
+            "a.b",
+            MessageBody::new("a.b", br#"{"p":1}"#),
+            Instant::now(),
+        );
+        let sse = Form::Sse("E1".into());
+        let event = sse.message(&b);
+        let json = payload_of(&b.frame);
+        let expected = format!("id: E1:7\nevent: message\ndata: {json}\n\n");
+        assert_eq!(&event[..], expected.as_bytes());
+        // Shared: the same allocation for every stream.
+        assert_eq!(sse.message(&b).as_ptr(), event.as_ptr());
+        assert_eq!(sse.len_of(&b), event.len());
+        let conflated = String::from_utf8(sse.conflated(&b).to_vec()).unwrap();
+        assert!(
+            conflated.contains(r#""seq":7,"conflated":true,"#),
+            "{conflated}"
+        );
+        let snapshot = String::from_utf8(sse.snapshot(&b).to_vec()).unwrap();
+        assert!(snapshot.starts_with("id: E1:7\n"), "{snapshot}");
+        assert_eq!(&Form::WebSocket.message(&b)[..], &b.frame[..]);
+        let reply = sse.reply("gap", "{}".into());
+        assert_eq!(&reply[..], b"event: gap\ndata: {}\n\n");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod ring;
 pub mod server;
 pub mod shared;
+pub mod sse;
 pub mod sublist;
 pub mod sysinfo;
 

@@ -152,6 +152,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 pub struct Metrics {
     pub connections: AtomicU64,
     pub sockets: AtomicU64,
+    /// Open SSE streams (also in `connections`), and streams started.
+    pub sse_clients: AtomicU64,
+    pub sse_connections: AtomicU64,
     pub accepted: AtomicU64,
     rejected: [AtomicU64; Reject::ALL.len()],
     pub http_requests: AtomicU64,
@@ -413,6 +416,16 @@ const FAMILIES: &[Family] = &[
     gauge("sockets", "Open TCP sockets (WebSocket and HTTP).", |m| {
         &m.sockets
     }),
+    gauge(
+        "sse_clients",
+        "Open Server-Sent Events streams (counted in connections too).",
+        |m| &m.sse_clients,
+    ),
+    counter(
+        "sse_connections_total",
+        "Server-Sent Events streams started.",
+        |m| &m.sse_connections,
+    ),
     counter(
         "connections_accepted_total",
         "WebSocket upgrades accepted.",

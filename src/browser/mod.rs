@@ -86,7 +86,7 @@ fn serve_asset(asset: &Asset, cfg: &Config, req: &Request) -> Response {
 
 /// `*` when any origin may connect, else the request's Origin when it is allowed
 /// (and nothing, so the browser refuses the module, when it is not).
-fn with_cors(resp: Response, cfg: &Config, req: &Request) -> Response {
+pub(crate) fn with_cors(resp: Response, cfg: &Config, req: &Request) -> Response {
     if cfg.allowed_origins.is_empty() {
         return resp.header("Access-Control-Allow-Origin", "*");
     }

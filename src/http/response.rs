@@ -46,6 +46,17 @@ impl Response {
         self
     }
 
+    /// The status line and headers of a response whose body is a stream that
+    /// ends with the connection (no Content-Length).
+    pub fn stream_head(&self) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        out.into_bytes()
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         for (name, value) in &self.headers {

@@ -84,6 +84,28 @@ impl Drop for WsSlot {
     }
 }
 
+/// An open SSE stream in `metrics.sse_clients`; made once per stream, so it also
+/// counts `metrics.sse_connections`.
+pub struct SseClient {
+    shared: Arc<Shared>,
+}
+
+impl SseClient {
+    pub fn count(shared: &Arc<Shared>) -> SseClient {
+        shared.metrics.sse_clients.fetch_add(1, Relaxed);
+        shared.metrics.sse_connections.fetch_add(1, Relaxed);
+        SseClient {
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.shared.metrics.sse_clients.fetch_sub(1, Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

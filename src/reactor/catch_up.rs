@@ -12,7 +12,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::effect::{Context, Effect, Effects};
 use super::send_queue::{Pushed, SendQueue};
-use crate::broadcast::{Broadcast, text_frame};
+use crate::broadcast::Broadcast;
 use crate::history::NotRecovered;
 use crate::metrics::{DropReason, ResumeResult};
 use crate::protocol::{self, CatchUp, Position, Recovery};
@@ -35,7 +35,8 @@ pub fn acknowledge(
         None => (None, Vec::new()),
     };
     let ack = protocol::ack("subscribed", accepted, id, recovery);
-    send.push_own(text_frame(ack.into_bytes()));
+    let ack = send.form().reply("subscribed", ack);
+    send.push_own(ack);
     let metrics = &ctx.shared.metrics;
     metrics.replayed.fetch_add(replay.len() as u64, Relaxed);
     for b in &replay {
@@ -53,7 +54,8 @@ pub fn acknowledge(
         let latest = ctx.shared.history().latest(accepted, ctx.cursor);
         metrics.snapshots.fetch_add(latest.len() as u64, Relaxed);
         for b in latest {
-            send.push_own(b.snapshot_frame());
+            let event = send.form().snapshot(&b);
+            send.push_own(event);
         }
     }
 }

@@ -27,6 +27,8 @@ pub fn begin<S: Read>(
     let held = match &mut conn.state {
         State::Closing(_) => return None,
         State::Http(_) => Vec::new(),
+        // A stream just ends: there is no close frame in SSE.
+        State::Sse(sse) => std::mem::take(&mut sse.subscriptions),
         State::Ws(ws) => {
             if let Some((code, reason)) = code {
                 let frame = CloseFrame {

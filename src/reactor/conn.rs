@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
-use super::accounting::{SocketCount, WsSlot};
+use super::accounting::{SocketCount, SseClient, WsSlot};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::rate::TokenBucket;
@@ -70,7 +70,59 @@ pub enum Waiting {
 pub enum State {
     Http(HttpConn),
     Ws(Box<WsConn>),
+    /// A Server-Sent Events stream (`GET /sse`).
+    Sse(Box<SseConn>),
     Closing(Closing),
+}
+
+/// An SSE stream: subscribed like a WebSocket, but it sends nothing after its
+/// request, so no rate limit, no idle timeout by reads, and keep-alive comments
+/// instead of pings.
+pub struct SseConn {
+    pub subscriptions: Vec<Pattern>,
+    /// As `WsConn::last_pos`.
+    pub last_pos: Option<u64>,
+    pub next_keep_alive: Instant,
+    /// When the drain ends this stream.
+    pub drain_at: Option<Instant>,
+    /// One of WS_MAX_CONNECTIONS, given back when the stream ends.
+    pub _slot: WsSlot,
+    /// Counts the stream in `odin_ws_sse_clients`.
+    pub _client: SseClient,
+}
+
+impl SseConn {
+    pub fn next_deadline(&self) -> Instant {
+        self.drain_at
+            .map_or(self.next_keep_alive, |d| d.min(self.next_keep_alive))
+    }
+}
+
+/// What delivery, the drain and the subscription index need of a subscriber,
+/// WebSocket or SSE stream alike.
+pub struct Subscriber<'a> {
+    pub subscriptions: &'a mut Vec<Pattern>,
+    pub last_pos: &'a mut Option<u64>,
+    pub drain_at: &'a mut Option<Instant>,
+}
+
+impl State {
+    /// The subscriber behind an open WebSocket or SSE stream.
+    pub fn subscriber(&mut self) -> Option<Subscriber<'_>> {
+        match self {
+            State::Ws(ws) => Some(Subscriber {
+                subscriptions: &mut ws.subscriptions,
+                last_pos: &mut ws.last_pos,
+                drain_at: &mut ws.drain_at,
+            }),
+            State::Sse(sse) => Some(Subscriber {
+                subscriptions: &mut sse.subscriptions,
+                last_pos: &mut sse.last_pos,
+                drain_at: &mut sse.drain_at,
+            }),
+            State::Http(_) | State::Closing(_) => None,
+        }
+    }
 }
 
 /// Reading a request head (and a publish body).

@@ -14,12 +14,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::coalesce::Coalescer;
-use super::conn::{Conn, State, Waiting};
+use super::conn::{Conn, Waiting};
 use super::effect::Context;
 use super::patterns::Subscriptions;
 use super::send_queue::Pushed;
 use super::slab::{Key, Slab};
-use crate::broadcast::{Broadcast, text_frame};
+use crate::broadcast::Broadcast;
 use crate::config::{Config, WriteCoalesce};
 use crate::metrics::DropReason;
 use crate::protocol;
@@ -262,15 +262,16 @@ impl Delivery {
 /// Queues a `gap` frame naming the connection's patterns; false for a connection
 /// that is not a subscribed WebSocket.
 fn push_gap<S>(conn: &mut Conn<S>, reason: &str, count: Option<u64>, ctx: &Context) -> bool {
-    let State::Ws(ws) = &conn.state else {
+    let Some(sub) = conn.state.subscriber() else {
         return false;
     };
-    if ws.subscriptions.is_empty() {
+    if sub.subscriptions.is_empty() {
         return false;
     }
-    let patterns: Vec<&str> = ws.subscriptions.iter().map(|p| &**p).collect();
+    let patterns: Vec<&str> = sub.subscriptions.iter().map(|p| &**p).collect();
     let frame = protocol::gap(&patterns, reason, count);
-    conn.send.push_own(text_frame(frame.into_bytes()));
+    let frame = conn.send.form().reply("gap", frame);
+    conn.send.push_own(frame);
     ctx.shared.metrics.gap_sent(reason);
     true
 }
@@ -284,15 +285,15 @@ fn enqueue<S: Write>(
     cfg: &Config,
     dropped: &mut Dropped,
 ) -> Queued {
-    let State::Ws(ws) = &mut conn.state else {
+    let Some(sub) = conn.state.subscriber() else {
         return Queued::Skipped;
     };
-    if ws.last_pos == Some(b.pos) {
+    if *sub.last_pos == Some(b.pos) {
         return Queued::Skipped;
     }
-    ws.last_pos = Some(b.pos);
+    *sub.last_pos = Some(b.pos);
     let limit = cfg.send_queue_bytes;
-    if conn.send.len() + b.frame.len() > limit {
+    if conn.send.len() + conn.send.form().len_of(b) > limit {
         // An error shows again at the connection's next flush, which removes it.
         let _ = conn.send.flush(&mut conn.stream, limit);
     }
@@ -309,6 +310,7 @@ fn enqueue<S: Write>(
 mod tests {
     use super::*;
     use crate::broadcast::MessageBody;
+    use crate::reactor::conn::State;
     use crate::reactor::testing::{Wire, open_websocket, test_context};
 
     /// One open WebSocket (whose socket takes nothing) on `patterns`.

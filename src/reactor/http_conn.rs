@@ -15,6 +15,7 @@ use crate::http::upgrade::{self, Refusal};
 use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head};
 use crate::metrics::Reject;
 use crate::protocol;
+use crate::sse::{self, SSE_PATH, SseRequest};
 
 /// tungstenite's read buffer per connection. Client messages are small
 /// subscribe requests; 128 KiB (the default) times thousands of sockets is not.
@@ -36,6 +37,8 @@ enum Route {
         head_len: usize,
     },
     Respond(Response),
+    /// A valid `GET /sse`: the 200 head and what to subscribe to.
+    Stream(Vec<u8>, SseRequest),
     /// A publish whose body has not fully arrived.
     NeedBody,
 }
@@ -65,6 +68,11 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
             answer,
             head_len,
         } => upgrade(conn, ctx, echo, answer, head_len, out),
+        Route::Stream(head, req) => {
+            if let Err(resp) = super::sse_conn::start(conn, ctx, head, req, out) {
+                respond(conn, resp, out);
+            }
+        }
     }
 }
 
@@ -96,6 +104,12 @@ fn read_request<S: Read>(stream: &mut S, buf: &mut Vec<u8>, ctx: &Context) -> io
 }
 
 fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route {
+    if req.path == SSE_PATH {
+        return match sse_route(ctx, req, out) {
+            Ok(route) => route,
+            Err(resp) => Route::Respond(resp),
+        };
+    }
     let is_ws = req.path == ctx.cfg.ws_path;
     let is_echo = ctx.cfg.echo_path.as_deref() == Some(req.path.as_str());
     if !(is_ws || is_echo) {
@@ -113,6 +127,28 @@ fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route 
         },
         Err(refusal) => Route::Respond(refused(ctx, req, refusal, out)),
     }
+}
+
+/// `GET /sse`: the Origin (one given must be allowed; a same-origin EventSource
+/// sends none), the request, then admission, as for an upgrade.
+fn sse_route(ctx: &Context, req: &Request, out: &mut Effects) -> Result<Route, Response> {
+    if req.method != "GET" {
+        return Err(Response::text(405, "use GET\n").header("Allow", "GET"));
+    }
+    let allowed = &ctx.cfg.allowed_origins;
+    if let Some(origin) = req.header("Origin")
+        && !allowed.is_empty()
+        && !allowed.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    {
+        return Err(refused(ctx, req, Refusal::Origin, out));
+    }
+    // Authentication (issue 15) goes here: the token from `?token=` or the
+    // `odin_ws_token` cookie, 401 before the stream starts.
+    let sse_req = sse::parse_request(req, &ctx.cfg)?;
+    if let Some(why) = ctx.shared.admission_closed() {
+        return Err(refused(ctx, req, Refusal::Closed(why), out));
+    }
+    Ok(Route::Stream(sse::stream_head(&ctx.cfg, req), sse_req))
 }
 
 /// Counts the refusal; a refused Origin is also logged, since the browser

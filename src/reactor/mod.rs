@@ -16,6 +16,7 @@ mod log_throttle;
 mod patterns;
 mod send_queue;
 mod slab;
+mod sse_conn;
 #[cfg(test)]
 mod testing;
 mod worker;

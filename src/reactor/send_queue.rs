@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tungstenite::Bytes;
 
-use crate::broadcast::Broadcast;
+use crate::broadcast::{Broadcast, Form};
 use crate::config::SlowClientPolicy;
 
 /// Most slices handed to one `writev`.
@@ -54,6 +54,8 @@ pub struct SendQueue {
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
+    /// WebSocket frames, or SSE events, for broadcasts and replies alike.
+    form: Form,
 }
 
 impl SendQueue {
@@ -64,6 +66,15 @@ impl SendQueue {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && self.latest.is_empty()
+    }
+
+    /// Makes this queue an SSE stream's (or back).
+    pub fn set_form(&mut self, form: Form) {
+        self.form = form;
+    }
+
+    pub fn form(&self) -> &Form {
+        &self.form
     }
 
     pub fn push_own(&mut self, bytes: Bytes) {
@@ -84,16 +95,16 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        let len = b.frame.len();
+        let len = self.form.len_of(b);
         let fits = self.latest.is_empty() && self.bytes + len <= limit;
         if fits {
-            self.push_shared(b.frame.clone());
+            self.push_shared(self.form.message(b));
             return Pushed::Queued;
         }
         match policy {
             SlowClientPolicy::Disconnect => Pushed::Overflow,
             SlowClientPolicy::DropOldest => {
-                self.push_shared(b.frame.clone());
+                self.push_shared(self.form.message(b));
                 let dropped = self.drop_oldest_until(limit);
                 if self.bytes > limit {
                     Pushed::Overflow
@@ -108,7 +119,7 @@ impl SendQueue {
                 self.latest_bytes += len;
                 let n = match replaced {
                     Some((old, _)) => {
-                        self.latest_bytes -= old.frame.len();
+                        self.latest_bytes -= self.form.len_of(&old);
                         self.latest.get_mut(&b.channel).expect("just inserted").1 = true;
                         1
                     }
@@ -183,9 +194,9 @@ impl SendQueue {
         self.latest_bytes = 0;
         for (b, conflated) in pending {
             let frame = if conflated {
-                b.conflated_frame()
+                self.form.conflated(&b)
             } else {
-                b.frame.clone()
+                self.form.message(&b)
             };
             self.push_shared(frame);
         }

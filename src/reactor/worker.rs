@@ -22,7 +22,7 @@ use super::effect::{Context, Effect, Effects};
 use super::log_throttle::LogThrottle;
 use super::patterns::Subscriptions;
 use super::slab::{Key, Slab};
-use super::{closing, http_conn, ws_conn};
+use super::{closing, http_conn, sse_conn, ws_conn};
 use crate::shared::Shared;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -195,6 +195,7 @@ impl Worker {
         match conn.state {
             State::Http(_) => http_conn::on_readable(conn, ctx, out),
             State::Ws(_) => ws_conn::on_readable(conn, ctx, out),
+            State::Sse(_) => sse_conn::on_readable(conn, out),
             State::Closing(_) => closing::on_readable(conn, out),
         }
         self.apply_effects(key);
@@ -208,6 +209,7 @@ impl Worker {
         match conn.state {
             State::Http(_) => http_conn::on_timer(conn, ctx, out),
             State::Ws(_) => ws_conn::on_timer(conn, ctx, out),
+            State::Sse(_) => sse_conn::on_timer(conn, ctx, out),
             State::Closing(_) => closing::on_timer(conn, ctx, out),
         }
         self.apply_effects(key);
@@ -231,26 +233,27 @@ impl Worker {
             }
         }
         self.effects = effects;
-        if subscribed && let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) {
+        if subscribed && let Some(sub) = self.conns.get_mut(key).and_then(|c| c.state.subscriber())
+        {
             // Subscriptions are few and long-lived: no growth slack per connection.
-            ws.subscriptions.shrink_to_fit();
+            sub.subscriptions.shrink_to_fit();
         }
     }
 
     fn subscribe(&mut self, key: Key, pattern: &str) -> bool {
-        let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+        let Some(sub) = self.conns.get_mut(key).and_then(|c| c.state.subscriber()) else {
             return false;
         };
-        ws.subscriptions.push(self.subs.add(pattern, key));
+        sub.subscriptions.push(self.subs.add(pattern, key));
         true
     }
 
     fn unsubscribe(&mut self, key: Key, pattern: &str) {
-        let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+        let Some(sub) = self.conns.get_mut(key).and_then(|c| c.state.subscriber()) else {
             return;
         };
-        if let Some(i) = ws.subscriptions.iter().position(|p| **p == *pattern) {
-            self.subs.remove(ws.subscriptions.swap_remove(i), key);
+        if let Some(i) = sub.subscriptions.iter().position(|p| **p == *pattern) {
+            self.subs.remove(sub.subscriptions.swap_remove(i), key);
         }
     }
 
@@ -293,8 +296,8 @@ impl Worker {
         // Closing the descriptor (dropping the stream) takes it out of the epoll
         // set anyway, so a failed deregister changes nothing.
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        if let State::Ws(ws) = &mut conn.state {
-            self.subs.remove_all(&mut ws.subscriptions, key);
+        if let Some(sub) = conn.state.subscriber() {
+            self.subs.remove_all(sub.subscriptions, key);
         }
     }
 
@@ -329,7 +332,7 @@ impl Worker {
             .deliver(&mut self.conns, &mut self.subs, &self.ctx, self.id);
         for key in overflowed {
             if let Some(conn) = self.conns.get_mut(key)
-                && matches!(conn.state, State::Ws(_))
+                && matches!(conn.state, State::Ws(_) | State::Sse(_))
             {
                 let metrics = &self.ctx.shared.metrics;
                 let close = if conn.send.mostly_replies() {
@@ -375,12 +378,12 @@ impl Worker {
         let total = shared.drain.total.load(Relaxed).max(1);
         let mut draining = 0;
         for key in self.conns.keys() {
-            let Some(State::Ws(ws)) = self.conns.get_mut(key).map(|c| &mut c.state) else {
+            let Some(sub) = self.conns.get_mut(key).and_then(|c| c.state.subscriber()) else {
                 continue;
             };
             let slot = shared.drain.next_slot.fetch_add(1, Relaxed).min(total - 1);
             let at = started + grace.mul_f64(slot as f64 / total as f64);
-            ws.drain_at = Some(at);
+            *sub.drain_at = Some(at);
             self.schedule(key, at);
             draining += 1;
         }

@@ -17,5 +17,6 @@ mod reply_bounds;
 mod resume;
 mod shutdown;
 mod slow_consumers;
+mod sse;
 mod support;
 mod write_delay;

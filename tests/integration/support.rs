@@ -95,6 +95,13 @@ impl Server {
         self.http(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"))
     }
 
+    /// The epoch a WebSocket client's welcome names.
+    pub fn client_epoch(&self) -> String {
+        let mut c = self.connect();
+        let welcome = read_json(&mut c);
+        welcome["epoch"].as_str().expect("an epoch").to_string()
+    }
+
     pub fn health(&self) -> serde_json::Value {
         serde_json::from_str(&self.get("/health").body).expect("health is JSON")
     }
