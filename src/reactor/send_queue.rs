@@ -10,6 +10,7 @@ use tungstenite::Bytes;
 
 use crate::broadcast::Broadcast;
 use crate::config::SlowClientPolicy;
+use crate::deflate::Window;
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -54,6 +55,9 @@ pub struct SendQueue {
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
+    /// The permessage-deflate window class the connection agreed to: broadcasts
+    /// go out as that class's shared deflated copy. `None`: uncompressed.
+    pub window: Option<Window>,
 }
 
 impl SendQueue {
@@ -84,16 +88,28 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        let len = b.frame.len();
-        let fits = self.latest.is_empty() && self.bytes + len <= limit;
+        self.push_broadcast_as(b, b.frame.clone(), limit, policy)
+    }
+
+    /// `push_broadcast` with the frame this connection takes (`frame`: the plain
+    /// one or a deflated copy). Conflated messages go out plain when released.
+    pub fn push_broadcast_as(
+        &mut self,
+        b: &Arc<Broadcast>,
+        frame: Bytes,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        let fits = self.latest.is_empty() && self.bytes + frame.len() <= limit;
         if fits {
-            self.push_shared(b.frame.clone());
+            self.push_shared(frame);
             return Pushed::Queued;
         }
+        let len = b.frame.len();
         match policy {
             SlowClientPolicy::Disconnect => Pushed::Overflow,
             SlowClientPolicy::DropOldest => {
-                self.push_shared(b.frame.clone());
+                self.push_shared(frame);
                 let dropped = self.drop_oldest_until(limit);
                 if self.bytes > limit {
                     Pushed::Overflow
