@@ -287,3 +287,83 @@ impl<S: Read> Read for Reader<'_, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deflate::Window;
+
+    /// A masked client frame: `first` is the first header byte.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// What tungstenite would read after the client sent `input`.
+    fn filtered(input: &[u8], limit: usize) -> (Vec<u8>, Option<Failure>, u64) {
+        let metrics = Metrics::default();
+        let mut inbound = Inbound::default();
+        let mut socket = input;
+        let mut out = Vec::new();
+        let mut reader = inbound.reader(&mut socket, limit, &metrics);
+        let _ = reader.read_to_end(&mut out);
+        let inflated = metrics.inflated_messages.load(Relaxed);
+        (out, inbound.failure(), inflated)
+    }
+
+    #[test]
+    fn a_fragmented_compressed_message_with_a_ping_between_becomes_one_plain_frame() {
+        let body = codec::deflate(b"hello, compressed world", Window::Full);
+        let (a, b) = body.split_at(body.len() / 2);
+        let mut input = frame(0x41, a); // text, RSV1, not final
+        input.extend(frame(0x89, b"p")); // ping between fragments
+        input.extend(frame(0x80, b)); // final continuation
+        input.extend(frame(0x81, b"plain")); // an uncompressed message passes
+        let (out, failure, inflated) = filtered(&input, 1024);
+        assert_eq!((failure, inflated), (None, 1));
+        let mut want = frame(0x89, b"p");
+        write_masked_frame(&mut want, 1, b"hello, compressed world");
+        want.extend(frame(0x81, b"plain"));
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn rsv1_where_rfc_7692_forbids_it_fails_the_connection() {
+        let body = codec::deflate(b"x", Window::Full);
+        let cases = [
+            frame(0xc9, b"p"),                                 // a control frame
+            [frame(0x01, b"a"), frame(0xc0, &body)].concat(),  // a continuation
+            [frame(0x41, &body), frame(0xc1, &body)].concat(), // a new message mid-message
+        ];
+        for input in cases {
+            assert_eq!(filtered(&input, 1024).1, Some(Failure::Protocol));
+        }
+        assert_eq!(
+            filtered(&frame(0xc1, &[0xff; 8]), 1024).1,
+            Some(Failure::Corrupt)
+        );
+    }
+
+    #[test]
+    fn a_message_inflating_past_the_limit_is_too_big() {
+        let body = codec::deflate(&vec![b'a'; 100_000], Window::Full);
+        assert!(body.len() < 1024);
+        let (out, failure, _) = filtered(&frame(0xc1, &body), 1024);
+        assert_eq!((out.len(), failure), (0, Some(Failure::TooBig)));
+        // A frame longer than the limit fails before its payload is buffered.
+        let mut head = vec![0xc1, 0x80 | 127];
+        head.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        head.extend_from_slice(&[0; 4]);
+        assert_eq!(filtered(&head, 1024).1, Some(Failure::TooBig));
+    }
+}
