@@ -2,12 +2,16 @@
 //! frame that every matching connection shares by reference, and into a
 //! Server-Sent Events form on first need, which every SSE stream shares.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tungstenite::Bytes;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::deflate::{Window, codec};
+use crate::metrics::Metrics;
 
 /// A broadcast as it sits in the ring.
 #[derive(Debug)]
@@ -25,6 +29,9 @@ pub struct Broadcast {
     snapshot: OnceLock<Bytes>,
     /// The SSE events of this message, built when the first SSE stream needs them.
     sse: OnceLock<Box<SseForms>>,
+    /// `frame` deflated (RSV1 set), one per window class (`Window as usize`),
+    /// built when the first compressing subscriber of that class needs it.
+    deflated: [OnceLock<Bytes>; 3],
     /// When the message entered the server (NATS receipt or HTTP publish).
     pub received_at: Instant,
     body: MessageBody,
@@ -180,6 +187,7 @@ impl Broadcast {
             conflated: OnceLock::new(),
             snapshot: OnceLock::new(),
             sse: OnceLock::new(),
+            deflated: Default::default(),
             received_at,
             body,
         }
@@ -217,6 +225,52 @@ impl Broadcast {
             })
         })
     }
+}
+
+impl Broadcast {
+    /// The frame a connection gets: `frame` itself, or for a compressing one
+    /// (`window`) the deflated copy shared by its class when the JSON has at
+    /// least `min_bytes`.
+    pub fn frame_for(&self, window: Option<Window>, min_bytes: usize, metrics: &Metrics) -> Bytes {
+        let Some(window) = window else {
+            return self.frame.clone();
+        };
+        let json = frame_payload(&self.frame);
+        if json.len() < min_bytes {
+            return self.frame.clone();
+        }
+        self.deflated[window as usize]
+            .get_or_init(|| deflated_frame(json, Data::Text, window, metrics))
+            .clone()
+    }
+}
+
+/// `payload` deflated into one final unmasked data frame with RSV1 set, counted.
+pub fn deflated_frame(payload: &[u8], data: Data, window: Window, metrics: &Metrics) -> Bytes {
+    let body = codec::deflate(payload, window);
+    metrics.compressed_frames.fetch_add(1, Relaxed);
+    let before = payload.len() as u64;
+    metrics.compression_bytes_in.fetch_add(before, Relaxed);
+    metrics
+        .compression_bytes_out
+        .fetch_add(body.len() as u64, Relaxed);
+    let mut frame = Frame::message(body, OpCode::Data(data), true);
+    frame.header_mut().rsv1 = true;
+    let mut out = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+/// The payload of a frame built here (unmasked, so after the length).
+fn frame_payload(frame: &[u8]) -> &[u8] {
+    let start = match frame[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    &frame[start..]
 }
 
 /// Whether a NATS payload is a JSON document.
@@ -315,6 +369,43 @@ mod tests {
         assert_eq!(&Form::WebSocket.message(&b)[..], &b.frame[..]);
         let reply = sse.reply("gap", "{}".into());
         assert_eq!(&reply[..], b"event: gap\ndata: {}\n\n");
+    }
+
+    #[test]
+    fn the_deflated_copy_is_built_once_per_window_and_small_frames_stay_plain() {
+        let metrics = Metrics::default();
+        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
+        let b = Broadcast::new(
+            0,
+            1,
+            "a.b",
+            MessageBody::new("a.b", json.as_bytes()),
+            Instant::now(),
+        );
+        assert_eq!(b.frame_for(None, 256, &metrics), b.frame);
+        let first = b.frame_for(Some(Window::Full), 256, &metrics);
+        assert_eq!(first[0], 0xc1, "FIN, RSV1, text");
+        for _ in 0..10 {
+            let again = b.frame_for(Some(Window::Full), 256, &metrics);
+            assert_eq!(again.as_ptr(), first.as_ptr(), "the same shared bytes");
+        }
+        assert_eq!(metrics.compressed_frames.load(Relaxed), 1);
+        b.frame_for(Some(Window::Rle), 256, &metrics);
+        assert_eq!(metrics.compressed_frames.load(Relaxed), 2);
+        let inflated = codec::inflate_message(frame_payload(&first), 1 << 20).unwrap();
+        assert_eq!(inflated, frame_payload(&b.frame));
+        assert!(
+            first.len() * 3 < b.frame.len(),
+            "{} vs {}",
+            first.len(),
+            b.frame.len()
+        );
+        let small = Broadcast::new(1, 2, "a.b", MessageBody::new("a.b", b"1"), Instant::now());
+        assert_eq!(
+            small.frame_for(Some(Window::Full), 256, &metrics),
+            small.frame
+        );
+        assert_eq!(metrics.compressed_frames.load(Relaxed), 2);
     }
 
     #[test]

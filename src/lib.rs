@@ -8,6 +8,7 @@ pub mod broadcast;
 pub mod browser;
 pub mod channel;
 pub mod config;
+pub mod deflate;
 pub mod endpoints;
 pub mod history;
 pub mod http;

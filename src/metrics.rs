@@ -180,6 +180,15 @@ pub struct Metrics {
     pub write_hold_us: AtomicU64,
     /// Writes that waited for a connection's hold to pass.
     pub held_writes: AtomicU64,
+    /// Open WebSocket connections that negotiated permessage-deflate.
+    pub compressing_connections: AtomicU64,
+    /// Deflated frames built: one per broadcast and window class, one per echo.
+    pub compressed_frames: AtomicU64,
+    /// Payload bytes of those frames before and after deflate.
+    pub compression_bytes_in: AtomicU64,
+    pub compression_bytes_out: AtomicU64,
+    /// Compressed client messages inflated.
+    pub inflated_messages: AtomicU64,
     pub nats_connected: AtomicU64,
     pub nats_reconnects: AtomicU64,
     pub nats_disconnects: AtomicU64,
@@ -554,6 +563,31 @@ const FAMILIES: &[Family] = &[
         "held_writes_total",
         "Writes of broadcasts that waited for the connection's write hold.",
         |m| &m.held_writes,
+    ),
+    gauge(
+        "compressing_connections",
+        "Open WebSocket connections that negotiated permessage-deflate.",
+        |m| &m.compressing_connections,
+    ),
+    counter(
+        "compressed_frames_total",
+        "Deflated frames built (once per broadcast and window class, shared by every compressing subscriber; once per echoed message).",
+        |m| &m.compressed_frames,
+    ),
+    counter(
+        "compression_bytes_in_total",
+        "Payload bytes of the deflated frames before compression.",
+        |m| &m.compression_bytes_in,
+    ),
+    counter(
+        "compression_bytes_out_total",
+        "Payload bytes of the deflated frames after compression.",
+        |m| &m.compression_bytes_out,
+    ),
+    counter(
+        "inflated_messages_total",
+        "Compressed client messages inflated.",
+        |m| &m.inflated_messages,
     ),
     gauge("nats_connected", "1 when connected to NATS.", |m| {
         &m.nats_connected

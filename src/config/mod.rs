@@ -209,6 +209,10 @@ pub struct Config {
     /// Enables GET /status and /status.json.
     pub status_token: Option<String>,
     pub echo_path: Option<String>,
+    /// permessage-deflate offered by clients is accepted (WS_COMPRESSION=on).
+    pub compression: bool,
+    /// Broadcast and echo payloads smaller than this go uncompressed.
+    pub compression_min_bytes: usize,
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
     pub nats_token: Option<String>,
@@ -381,6 +385,8 @@ fn read(r: &mut Reader) -> Config {
         publish_token: r.optional(WS_PUBLISH_TOKEN),
         status_token: r.optional(WS_STATUS_TOKEN),
         echo_path: r.parse(WS_ECHO_PATH, values::optional_path),
+        compression: r.parse(WS_COMPRESSION, values::on_off),
+        compression_min_bytes: r.int(WS_COMPRESSION_MIN_BYTES, 0, 16 * MIB),
         nats_user: r.optional(NATS_USER),
         nats_password: r.optional(NATS_PASSWORD),
         nats_token: r.optional(NATS_TOKEN),

@@ -65,6 +65,10 @@ variables! {
     WS_PUBLISH_TOKEN = "";
     WS_STATUS_TOKEN = "";
     WS_ECHO_PATH = "";
+    // permessage-deflate for clients that offer it; one deflated copy per broadcast.
+    WS_COMPRESSION = "on";
+    // Smaller JSON gains little from deflate and costs a compressed copy to build.
+    WS_COMPRESSION_MIN_BYTES = "256";
     NATS_USER = "";
     NATS_PASSWORD = "";
     NATS_TOKEN = "";
@@ -176,6 +180,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 51);
+        assert_eq!(VARIABLES.len(), 53);
     }
 }

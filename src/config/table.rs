@@ -2,7 +2,7 @@
 //! start-up, and the differences a SIGHUP reload would apply.
 
 use super::spec::*;
-use super::values::mask_url_password;
+use super::values::{self, mask_url_password};
 use super::{Config, format_duration, level_name};
 
 /// Values wider than this do not widen the whole table's value column.
@@ -140,6 +140,14 @@ impl Config {
             (WS_PUBLISH_TOKEN, opt(&self.publish_token)),
             (WS_STATUS_TOKEN, opt(&self.status_token)),
             (WS_ECHO_PATH, opt(&self.echo_path)),
+            (
+                WS_COMPRESSION,
+                values::on_off_str(self.compression).to_string(),
+            ),
+            (
+                WS_COMPRESSION_MIN_BYTES,
+                self.compression_min_bytes.to_string(),
+            ),
             (NATS_USER, opt(&self.nats_user)),
             (NATS_PASSWORD, opt(&self.nats_password)),
             (NATS_TOKEN, opt(&self.nats_token)),

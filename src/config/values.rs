@@ -48,6 +48,20 @@ pub(super) fn optional_path(s: &str) -> Result<Option<String>, String> {
 
 /// One NATS server: `scheme://[user[:password]@]host[:port]`, or `host:port`, which
 /// becomes `nats://host:port`.
+/// `WS_COMPRESSION`: on or off (true/false, 1/0 and yes/no too).
+pub(super) fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("must be on or off, got {s:?}")),
+    }
+}
+
+/// How `on_off` values are shown.
+pub(super) fn on_off_str(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
 pub(super) fn nats_url(entry: &str) -> Result<String, String> {
     let (bare, rest) = match entry.split_once("://") {
         Some((scheme, rest)) if NATS_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) => {

@@ -115,10 +115,14 @@ fn valid_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
-/// The 101 answer to a valid upgrade request carrying `key`.
-pub fn upgrade_response(key: &str) -> Vec<u8> {
+/// The 101 answer to a valid upgrade request carrying `key`, with the
+/// extensions agreed to (a `Sec-WebSocket-Extensions` value), if any.
+pub fn upgrade_response(key: &str, extensions: Option<&str>) -> Vec<u8> {
+    let extensions = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{extensions}\r\n",
         derive_accept_key(key.as_bytes())
     )
     .into_bytes()
@@ -158,7 +162,7 @@ mod tests {
 
     #[test]
     fn accept_key_from_rfc6455() {
-        let text = String::from_utf8(upgrade_response(KEY)).unwrap();
+        let text = String::from_utf8(upgrade_response(KEY, None)).unwrap();
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     }
 

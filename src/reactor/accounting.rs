@@ -106,6 +106,28 @@ impl Drop for SseClient {
     }
 }
 
+/// Counts a connection that negotiated permessage-deflate in
+/// `odin_ws_compressing_connections` while it lives.
+pub struct CompressingCount {
+    shared: Arc<Shared>,
+}
+
+impl CompressingCount {
+    pub fn new(shared: &Arc<Shared>) -> CompressingCount {
+        shared.metrics.compressing_connections.fetch_add(1, Relaxed);
+        CompressingCount {
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl Drop for CompressingCount {
+    fn drop(&mut self) {
+        let gauge = &self.shared.metrics.compressing_connections;
+        gauge.fetch_sub(1, Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
-use super::accounting::{SocketCount, SseClient, WsSlot};
+use super::accounting::{CompressingCount, SocketCount, SseClient, WsSlot};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
+use crate::deflate::inbound::Inbound;
 use crate::rate::TokenBucket;
 
 /// Generic over the stream so the handlers run in unit tests without a socket.
@@ -148,6 +149,15 @@ pub struct WsConn {
     pub paused_since: Option<Instant>,
     /// Given back when the connection starts closing (its state is replaced).
     pub _slot: WsSlot,
+    /// Set when permessage-deflate was negotiated (the send queue holds the window).
+    pub deflate: Option<Box<Compressing>>,
+}
+
+/// A connection that negotiated permessage-deflate: client frames pass through
+/// its inbound filter; counted while it lives.
+pub struct Compressing {
+    pub inbound: Inbound,
+    pub _count: CompressingCount,
 }
 
 /// Our last words are queued; once written, the write side is shut and what the

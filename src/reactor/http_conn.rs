@@ -6,10 +6,12 @@ use std::io::{self, Read};
 use tungstenite::Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
-use super::accounting::WsSlot;
-use super::conn::{Conn, RateLimit, State, WsConn};
+use super::accounting::{CompressingCount, WsSlot};
+use super::conn::{Compressing, Conn, RateLimit, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use crate::broadcast::text_frame;
+use crate::deflate::inbound::Inbound;
+use crate::deflate::{self, Agreed};
 use crate::endpoints;
 use crate::http::upgrade::{self, Refusal};
 use crate::http::{MAX_HEAD_BYTES, ParseError, Request, Response, parse_head};
@@ -35,6 +37,7 @@ enum Route {
         echo: bool,
         answer: Vec<u8>,
         head_len: usize,
+        deflate: Option<Agreed>,
     },
     Respond(Response),
     /// A valid `GET /sse`: the 200 head and what to subscribe to.
@@ -67,7 +70,16 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
             echo,
             answer,
             head_len,
-        } => upgrade(conn, ctx, echo, answer, head_len, out),
+            deflate,
+        } => {
+            let opening = Opening {
+                echo,
+                answer,
+                head_len,
+                deflate,
+            };
+            upgrade(conn, ctx, opening, out)
+        }
         Route::Stream(head, req) => {
             if let Err(resp) = super::sse_conn::start(conn, ctx, head, req, out) {
                 respond(conn, resp, out);
@@ -120,11 +132,17 @@ fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route 
     }
     let admission = || ctx.shared.admission_closed();
     match upgrade::check_upgrade(req, &ctx.cfg.allowed_origins, admission) {
-        Ok(()) => Route::Upgrade {
-            echo: is_echo,
-            answer: upgrade::upgrade_response(req.header("Sec-WebSocket-Key").unwrap_or_default()),
-            head_len: req.head_len,
-        },
+        Ok(()) => {
+            let deflate = deflate::negotiate(req, ctx.cfg.compression);
+            let extensions = deflate.map(|d| d.header_value());
+            let key = req.header("Sec-WebSocket-Key").unwrap_or_default();
+            Route::Upgrade {
+                echo: is_echo,
+                answer: upgrade::upgrade_response(key, extensions.as_deref()),
+                head_len: req.head_len,
+                deflate,
+            }
+        }
         Err(refusal) => Route::Respond(refused(ctx, req, refusal, out)),
     }
 }
@@ -172,16 +190,23 @@ fn respond<S>(conn: &mut Conn<S>, resp: Response, out: &mut Effects) {
     out.push(Effect::CloseAfterWrite);
 }
 
-/// Takes a WebSocket slot, queues the 101 (and the welcome) and opens the
-/// connection; frames sent right behind the request are already buffered.
-fn upgrade<S>(
-    conn: &mut Conn<S>,
-    ctx: &Context,
+/// A valid upgrade's answer and what it agreed to.
+struct Opening {
     echo: bool,
     answer: Vec<u8>,
     head_len: usize,
-    out: &mut Effects,
-) {
+    deflate: Option<Agreed>,
+}
+
+/// Takes a WebSocket slot, queues the 101 (and the welcome) and opens the
+/// connection; frames sent right behind the request are already buffered.
+fn upgrade<S>(conn: &mut Conn<S>, ctx: &Context, opening: Opening, out: &mut Effects) {
+    let Opening {
+        echo,
+        answer,
+        head_len,
+        deflate,
+    } = opening;
     let Some(slot) = WsSlot::claim(&ctx.shared, ctx.cfg.max_connections) else {
         return respond(conn, upgrade::not_accepting(Reject::MaxConnections), out);
     };
@@ -202,22 +227,40 @@ fn upgrade<S>(
         );
         conn.send.push_own(text_frame(welcome.into_bytes()));
     }
-    let ws = open_websocket(ctx, echo, leftover, slot);
+    conn.send.window = deflate.map(|d| d.window());
+    let ws = open_websocket(ctx, echo, leftover, slot, deflate.is_some());
     out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
     out.push(Effect::Flush);
     out.push(Effect::ReadAgain);
     conn.state = State::Ws(Box::new(ws));
 }
 
-fn open_websocket(ctx: &Context, echo: bool, leftover: Vec<u8>, slot: WsSlot) -> WsConn {
+/// A compressing connection's first bytes go through its inbound filter.
+fn open_websocket(
+    ctx: &Context,
+    echo: bool,
+    leftover: Vec<u8>,
+    slot: WsSlot,
+    compressing: bool,
+) -> WsConn {
     let (cfg, now) = (&ctx.cfg, ctx.now);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(Some(cfg.max_message_size))
         .max_frame_size(Some(cfg.max_message_size));
+    let (leftover, deflate) = if compressing {
+        let deflate = Compressing {
+            inbound: Inbound::with_leftover(leftover),
+            _count: CompressingCount::new(&ctx.shared),
+        };
+        (Vec::new(), Some(Box::new(deflate)))
+    } else {
+        (leftover, None)
+    };
     WsConn {
         ctx: WebSocketContext::from_partially_read(leftover, Role::Server, Some(ws_config)),
+        deflate,
         echo,
         subscriptions: Vec::new(),
         last_pos: None,

@@ -10,6 +10,8 @@ use tungstenite::Bytes;
 
 use crate::broadcast::{Broadcast, Form};
 use crate::config::SlowClientPolicy;
+use crate::deflate::Window;
+use crate::metrics::Metrics;
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -56,6 +58,9 @@ pub struct SendQueue {
     latest_bytes: usize,
     /// WebSocket frames, or SSE events, for broadcasts and replies alike.
     form: Form,
+    /// The permessage-deflate window class the connection agreed to: broadcasts
+    /// go out as that class's shared deflated copy. `None`: uncompressed.
+    pub window: Option<Window>,
 }
 
 impl SendQueue {
@@ -95,16 +100,37 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        let len = self.form.len_of(b);
-        let fits = self.latest.is_empty() && self.bytes + len <= limit;
+        self.push_broadcast_as(b, self.form.message(b), limit, policy)
+    }
+
+    /// The bytes of `b` this connection takes: its form's (a WebSocket frame or an
+    /// SSE event), or for a compressing WebSocket the deflated copy it shares.
+    pub fn frame_of(&self, b: &Broadcast, min_bytes: usize, metrics: &Metrics) -> Bytes {
+        match self.window {
+            Some(_) => b.frame_for(self.window, min_bytes, metrics),
+            None => self.form.message(b),
+        }
+    }
+
+    /// `push_broadcast` with the frame this connection takes (`frame`: its form's
+    /// or a deflated copy). Conflated messages go out plain when released.
+    pub fn push_broadcast_as(
+        &mut self,
+        b: &Arc<Broadcast>,
+        frame: Bytes,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        let fits = self.latest.is_empty() && self.bytes + frame.len() <= limit;
         if fits {
-            self.push_shared(self.form.message(b));
+            self.push_shared(frame);
             return Pushed::Queued;
         }
+        let len = self.form.len_of(b);
         match policy {
             SlowClientPolicy::Disconnect => Pushed::Overflow,
             SlowClientPolicy::DropOldest => {
-                self.push_shared(self.form.message(b));
+                self.push_shared(frame);
                 let dropped = self.drop_oldest_until(limit);
                 if self.bytes > limit {
                     Pushed::Overflow

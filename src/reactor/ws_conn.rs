@@ -18,8 +18,10 @@ use super::conn::{Conn, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
-use crate::broadcast::{data_frame, text_frame};
+use crate::broadcast::{data_frame, deflated_frame, text_frame};
 use crate::channel;
+use crate::deflate::Window;
+use crate::deflate::inbound::Failure;
 use crate::protocol::{self, CatchUp, ClientMessage, ErrorCode, RefusedChannels};
 
 /// Messages read from one connection per turn before others get their turn.
@@ -95,18 +97,14 @@ fn read_messages<S: Read>(
             pause_reading(ws, ctx, out);
             return None;
         }
-        let mut io = QueueIo {
-            socket: &mut *stream,
-            queue: &mut *send,
-        };
-        let ending = match ws.ctx.read(&mut io) {
+        let ending = match read_one(stream, send, ws, ctx) {
             Ok(msg) => {
                 ws.last_read = ctx.now;
                 on_message(msg, ws, send, ctx, out)
             }
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => None,
-            Err(e) => Some(ending_for(&e)),
+            Err(e) => Some(inbound_ending(ws).unwrap_or_else(|| ending_for(&e))),
         };
         if ending.is_some() {
             return ending;
@@ -114,6 +112,42 @@ fn read_messages<S: Read>(
     }
     out.push(Effect::ReadAgain);
     None
+}
+
+/// One message through tungstenite; on a compressing connection the socket is
+/// read through its inbound filter, which inflates compressed messages.
+fn read_one<S: Read>(
+    stream: &mut S,
+    send: &mut SendQueue,
+    ws: &mut WsConn,
+    ctx: &Context,
+) -> Result<Message, Error> {
+    let limit = ctx.cfg.max_message_size;
+    match ws.deflate.as_deref_mut() {
+        Some(d) => {
+            let mut socket = d.inbound.reader(stream, limit, &ctx.shared.metrics);
+            let mut io = QueueIo {
+                socket: &mut socket,
+                queue: send,
+            };
+            ws.ctx.read(&mut io)
+        }
+        None => ws.ctx.read(&mut QueueIo {
+            socket: stream,
+            queue: send,
+        }),
+    }
+}
+
+/// The close a failed inbound filter asks for (its read error says only that
+/// it failed).
+fn inbound_ending(ws: &WsConn) -> Option<Ending> {
+    let failure = ws.deflate.as_ref()?.inbound.failure()?;
+    Some(match failure {
+        Failure::TooBig => Ending::Close(CloseCode::Size, "message too big"),
+        Failure::Protocol => Ending::Close(CloseCode::Protocol, "protocol error"),
+        Failure::Corrupt => Ending::Close(CloseCode::Invalid, "invalid compressed data"),
+    })
 }
 
 /// Stops reading a connection over its queue bound (the worker reads it again
@@ -204,7 +238,7 @@ fn on_message(
     let text = match msg {
         Message::Text(text) => text,
         Message::Binary(data) if ws.echo => {
-            send.push_own(data_frame(data.to_vec(), Data::Binary));
+            send.push_own(echo_frame(&data, Data::Binary, send.window, ctx));
             return None;
         }
         Message::Binary(_) => {
@@ -226,11 +260,23 @@ fn on_message(
         Err(ending) => return Some(ending),
     }
     if ws.echo {
-        send.push_own(text_frame(text.as_bytes().to_vec()));
+        let window = send.window;
+        send.push_own(echo_frame(text.as_bytes(), Data::Text, window, ctx));
         return None;
     }
     answer_request(&text, &ws.subscriptions, send, ctx, out);
     None
+}
+
+/// The echo of a message: deflated for a compressing connection (at least
+/// WS_COMPRESSION_MIN_BYTES), as broadcasts are.
+fn echo_frame(payload: &[u8], data: Data, window: Option<Window>, ctx: &Context) -> Bytes {
+    match window {
+        Some(w) if payload.len() >= ctx.cfg.compression_min_bytes => {
+            deflated_frame(payload, data, w, &ctx.shared.metrics)
+        }
+        _ => data_frame(payload.to_vec(), data),
+    }
 }
 
 /// Whether a message may be answered under WS_CLIENT_MSG_RATE: the first refusal

@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod compression;
 mod config_cli;
 mod fanout;
 mod hardening;

@@ -54,7 +54,7 @@ fn rendered_table_is_aligned_with_warnings_last() {
         );
     }
     assert!(lines[1].starts_with("ENVIRONMENT "));
-    assert!(text.contains("WS_ALLOWED_ORIGINS       (empty)"));
+    assert!(text.contains("WS_ALLOWED_ORIGINS        (empty)"));
     assert!(lines[lines.len() - 1].starts_with("warning: WS_WORKER_POOL_SIZE=8 is more than 4x"));
 }
 

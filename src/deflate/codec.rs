@@ -1,0 +1,179 @@
+//! Raw deflate of one message and bounded inflate of one message (RFC 7692
+//! section 7.2), with miniz_oxide. Each thread keeps one compressor per window
+//! class and one inflater, reset between messages: their tables (hundreds of
+//! KiB) are never per connection or per broadcast.
+
+use std::cell::RefCell;
+
+use miniz_oxide::DataFormat;
+use miniz_oxide::deflate::core::{
+    CompressionStrategy, CompressorOxide, TDEFLFlush, TDEFLStatus, compress_to_output,
+};
+use miniz_oxide::inflate::stream::{InflateState, inflate};
+use miniz_oxide::{MZError, MZFlush, MZStatus};
+
+use super::Window;
+
+/// What a sync flush ends a deflated message with; the sender drops it and the
+/// receiver appends it (RFC 7692 section 7.2.1 and 7.2.2).
+pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// miniz_oxide's default level: once per broadcast, the ratio is worth more than
+/// the microseconds.
+const LEVEL: u8 = 6;
+
+thread_local! {
+    static COMPRESSORS: RefCell<[Option<Box<CompressorOxide>>; 3]> =
+        const { RefCell::new([None, None, None]) };
+    static INFLATER: RefCell<Option<Box<InflateState>>> = const { RefCell::new(None) };
+}
+
+/// `payload` as the body of one compressed message for a client that allows
+/// `window`: raw deflate, sync-flushed, the trailing 00 00 ff ff removed.
+pub fn deflate(payload: &[u8], window: Window) -> Vec<u8> {
+    COMPRESSORS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        let slot = &mut all[window as usize];
+        let d = slot.get_or_insert_with(|| {
+            Box::new(CompressorOxide::with_params(
+                DataFormat::Raw,
+                LEVEL,
+                CompressionStrategy::Default,
+                window.bits(),
+            ))
+        });
+        d.reset();
+        let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+        let (status, _) = compress_to_output(d, payload, TDEFLFlush::Sync, |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        });
+        debug_assert_eq!(status, TDEFLStatus::Okay);
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        out
+    })
+}
+
+/// Why a compressed message could not be inflated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates past the limit (the rest is not inflated).
+    TooLarge,
+    /// Not a valid deflate stream.
+    Corrupt,
+}
+
+/// Inflates the body of one compressed message, stopping as soon as it passes
+/// `limit` bytes (a small message that inflates to gigabytes costs at most
+/// `limit` of memory).
+pub fn inflate_message(body: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+    INFLATER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let state = slot.get_or_insert_with(|| InflateState::new_boxed(DataFormat::Raw));
+        state.reset(DataFormat::Raw);
+        let mut out = Vec::new();
+        // A message ended with a final block (BFINAL) needs no tail.
+        if !inflate_into(state, body, limit, &mut out)? {
+            inflate_into(state, &TAIL, limit, &mut out)?;
+        }
+        Ok(out)
+    })
+}
+
+/// Feeds all of `input`, growing `out` up to one byte past `limit`; whether the
+/// deflate stream ended.
+fn inflate_into(
+    state: &mut InflateState,
+    mut input: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<bool, InflateError> {
+    loop {
+        if out.len() > limit {
+            return Err(InflateError::TooLarge);
+        }
+        let have = out.len();
+        let room = (input.len() * 4).clamp(1024, 64 * 1024);
+        out.resize((have + room).min(limit + 1), 0);
+        let result = inflate(state, input, &mut out[have..], MZFlush::None);
+        out.truncate(have + result.bytes_written);
+        input = &input[result.bytes_consumed..];
+        match result.status {
+            Ok(MZStatus::StreamEnd) => return Ok(true),
+            Ok(_) | Err(MZError::Buf) => {}
+            Err(_) => return Err(InflateError::Corrupt),
+        }
+        let stalled = result.bytes_consumed == 0 && result.bytes_written == 0;
+        if input.is_empty() && (stalled || out.len() < have + room) {
+            return Ok(false);
+        }
+        if stalled && out.len() <= limit {
+            return Err(InflateError::Corrupt);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn market_json(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"sym":"BTC-USD","px":{},"qty":{}}}"#,
+                    60000 + i % 7,
+                    i % 13
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+            .into_bytes()
+    }
+
+    #[test]
+    fn every_window_round_trips_and_repetitive_json_shrinks() {
+        let json = market_json(200);
+        for window in Window::ALL {
+            let body = deflate(&json, window);
+            assert!(!body.ends_with(&TAIL));
+            assert_eq!(inflate_message(&body, 1 << 20).unwrap(), json, "{window:?}");
+        }
+        let full = deflate(&json, Window::Full);
+        assert!(
+            full.len() * 5 < json.len(),
+            "{} of {}",
+            full.len(),
+            json.len()
+        );
+    }
+
+    #[test]
+    fn inflation_stops_at_the_limit() {
+        let zeros = vec![0u8; 1 << 20];
+        let body = deflate(&zeros, Window::Full);
+        assert!(body.len() < 2048, "{}", body.len());
+        assert_eq!(inflate_message(&body, 65536), Err(InflateError::TooLarge));
+        assert_eq!(inflate_message(&body, 1 << 20).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_message_ended_with_a_final_block_needs_no_tail() {
+        let body = miniz_oxide::deflate::compress_to_vec(b"hello hello hello", 6);
+        assert_eq!(inflate_message(&body, 1024).unwrap(), b"hello hello hello");
+    }
+
+    #[test]
+    fn garbage_is_corrupt_and_empty_is_empty() {
+        assert_eq!(
+            inflate_message(&[0xff, 0xff, 0xff, 0xff], 1024),
+            Err(InflateError::Corrupt)
+        );
+        assert_eq!(inflate_message(&[], 1024).unwrap(), b"");
+        assert_eq!(
+            inflate_message(&deflate(b"", Window::Full), 1024).unwrap(),
+            b""
+        );
+    }
+}

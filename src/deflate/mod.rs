@@ -1,0 +1,43 @@
+//! permessage-deflate (RFC 7692): negotiation in the upgrade, the shared
+//! deflated copy of a broadcast, and inflating what compressing clients send.
+//! Every message is compressed and inflated on its own (no context takeover
+//! either way), so a connection keeps no compression state between messages.
+
+pub mod codec;
+pub mod inbound;
+pub mod negotiate;
+
+pub use negotiate::{Agreed, negotiate};
+
+/// The deflate window a client lets the server use, by class: each class has one
+/// shared deflated copy of a broadcast, valid for every window in the class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// 15 bits (32 KiB), the default.
+    Full,
+    /// 12-14 bits: matches reach back at most 4 KiB.
+    Short,
+    /// 8-11 bits: run-length matches only (distance 1).
+    Rle,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::Full, Window::Short, Window::Rle];
+
+    pub fn for_bits(bits: u8) -> Window {
+        match bits {
+            15.. => Window::Full,
+            12..=14 => Window::Short,
+            _ => Window::Rle,
+        }
+    }
+
+    /// The window bits miniz_oxide is told: it keeps within them by this class.
+    fn bits(self) -> u8 {
+        match self {
+            Window::Full => 15,
+            Window::Short => 12,
+            Window::Rle => 8,
+        }
+    }
+}

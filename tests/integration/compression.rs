@@ -1,0 +1,265 @@
+//! permessage-deflate against the real binary: a raw client that offers it and
+//! inflates what it gets with miniz_oxide, as a browser would with zlib.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::raw::{KEY, frame_bytes};
+use crate::support::*;
+
+const OFFER: &str = "permessage-deflate; client_max_window_bits";
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// One server frame: its first header byte and payload.
+struct Frame {
+    first: u8,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn compressed(&self) -> bool {
+        self.first & 0x40 != 0
+    }
+
+    /// The message's text, inflated when RSV1 says it is compressed.
+    fn text(&self) -> String {
+        let bytes = if self.compressed() {
+            let mut body = self.payload.clone();
+            body.extend_from_slice(&TAIL);
+            client_inflate(&body)
+        } else {
+            self.payload.clone()
+        };
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text()).unwrap()
+    }
+}
+
+/// A client's inflate: a sync-flushed message has no final block, so the stream
+/// is read until its input is used up rather than to its end.
+fn client_inflate(body: &[u8]) -> Vec<u8> {
+    use miniz_oxide::inflate::stream::{InflateState, inflate};
+    let mut state = InflateState::new_boxed(miniz_oxide::DataFormat::Raw);
+    let mut out = vec![0u8; 1 << 20];
+    let r = inflate(&mut state, body, &mut out, miniz_oxide::MZFlush::Sync);
+    assert!(r.status.is_ok(), "{:?}", r.status);
+    assert_eq!(r.bytes_consumed, body.len());
+    out.truncate(r.bytes_written);
+    out
+}
+
+struct Deflating {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The 101's Sec-WebSocket-Extensions value.
+    extensions: Option<String>,
+}
+
+impl Deflating {
+    fn open(port: u16, offer: Option<&str>) -> Deflating {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let offer = offer
+            .map(|o| format!("Sec-WebSocket-Extensions: {o}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut c = Deflating {
+            stream,
+            buf: Vec::new(),
+            extensions: None,
+        };
+        let end = loop {
+            if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(c.fill(), "closed during the handshake");
+        };
+        let head = String::from_utf8_lossy(&c.buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        c.extensions = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
+            .map(str::to_string);
+        c.buf.drain(..end);
+        c
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    fn frame(&mut self) -> Option<Frame> {
+        loop {
+            if self.buf.len() >= 2 {
+                let (len, at) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let first = self.buf[0];
+                    let payload = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return Some(Frame { first, payload });
+                }
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// The next data frame, past pings.
+    fn data(&mut self) -> Frame {
+        loop {
+            let f = self.frame().expect("a frame");
+            if f.first & 0x0f != 0x9 {
+                return f;
+            }
+        }
+    }
+
+    /// Sends `text` as one compressed, masked text message.
+    fn send_compressed(&mut self, text: &[u8]) {
+        // compress_to_vec ends the stream with a final block (BFINAL), which
+        // RFC 7692 section 7.2.3.3 allows: the receiver's tail is then unused.
+        let body = miniz_oxide::deflate::compress_to_vec(text, 6);
+        let _ = self.stream.write_all(&frame_bytes(0xc1, &body, true));
+    }
+
+    fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let f = self.frame()?;
+            if f.first & 0x0f == 0x8 {
+                return Some(u16::from_be_bytes([f.payload[0], f.payload[1]]));
+            }
+        }
+    }
+}
+
+/// A market-data JSON payload of about `n` quotes.
+fn quotes(n: usize) -> String {
+    let q: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"sym":"ETH-USD","bid":{}.5,"ask":{}.7,"size":{}}}"#,
+                3000 + i % 5,
+                3000 + i % 5,
+                i % 9
+            )
+        })
+        .collect();
+    format!("[{}]", q.join(","))
+}
+
+#[test]
+fn compressed_broadcasts_are_decoded_and_built_once_for_every_subscriber() {
+    let server = Server::start(&[]);
+    let mut clients: Vec<Deflating> = (0..3)
+        .map(|_| Deflating::open(server.port, Some(OFFER)))
+        .collect();
+    let mut plain = Deflating::open(server.port, None);
+    assert_eq!(plain.extensions, None);
+    let sub = r#"{"type":"subscribe","channels":["md.eth"]}"#;
+    for c in clients.iter_mut().chain([&mut plain]) {
+        assert!(
+            !c.data().compressed(),
+            "the welcome is a reply: uncompressed"
+        );
+        c.stream
+            .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
+            .unwrap();
+        assert_eq!(c.data().json()["type"], "subscribed");
+    }
+    assert_eq!(
+        clients[0].extensions.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    wait_for("compressing connections", || {
+        server.metric("odin_ws_compressing_connections") == 3.0
+    });
+    let big = quotes(50);
+    assert_eq!(server.publish("md.eth", &big).status, 202);
+    assert_eq!(server.publish("md.eth", "1").status, 202);
+    let want: serde_json::Value = serde_json::from_str(&big).unwrap();
+    for c in &mut clients {
+        let f = c.data();
+        assert!(f.compressed());
+        assert!(
+            f.payload.len() * 3 < big.len(),
+            "{} of {}",
+            f.payload.len(),
+            big.len()
+        );
+        let msg = f.json();
+        assert_eq!((&msg["channel"], &msg["data"]), (&"md.eth".into(), &want));
+        let small = c.data();
+        assert!(!small.compressed(), "under WS_COMPRESSION_MIN_BYTES");
+        assert_eq!(small.json()["data"], 1);
+    }
+    let f = plain.data();
+    assert!(!f.compressed());
+    assert_eq!(f.json()["data"], want);
+    assert_eq!(server.metric("odin_ws_compressed_frames_total"), 1.0);
+    let (inb, outb) = (
+        server.metric("odin_ws_compression_bytes_in_total"),
+        server.metric("odin_ws_compression_bytes_out_total"),
+    );
+    assert!(outb > 0.0 && outb * 3.0 < inb, "{inb} -> {outb}");
+    drop(clients);
+    wait_for("compressing connections gone", || {
+        server.metric("odin_ws_compressing_connections") == 0.0
+    });
+}
+
+#[test]
+fn a_compressed_request_is_inflated_and_answered() {
+    let server = Server::start(&[]);
+    let mut c = Deflating::open(server.port, Some(OFFER));
+    c.data();
+    c.send_compressed(br#"{"type":"ping","id":42}"#);
+    let pong = c.data().json();
+    assert_eq!((&pong["type"], &pong["id"]), (&"pong".into(), &42.into()));
+    assert_eq!(server.metric("odin_ws_inflated_messages_total"), 1.0);
+}
+
+#[test]
+fn a_message_inflating_past_the_limit_closes_with_1009() {
+    let server = Server::start(&[("WS_MAX_MESSAGE_SIZE", "1024")]);
+    let mut c = Deflating::open(server.port, Some(OFFER));
+    c.data();
+    // 1 MiB of spaces deflates to about a kilobyte: a small bomb.
+    let mut bomb = br#"{"type":"ping","pad":""#.to_vec();
+    bomb.extend(std::iter::repeat_n(b' ', 1 << 20));
+    c.send_compressed(&bomb);
+    assert_eq!(c.close_code(), Some(1009));
+}
+
+#[test]
+fn compression_off_declines_every_offer() {
+    let server = Server::start(&[("WS_COMPRESSION", "off")]);
+    let mut c = Deflating::open(server.port, Some(OFFER));
+    assert_eq!(c.extensions, None);
+    assert!(!c.data().compressed());
+    assert_eq!(server.publish("x", &quotes(50)).status, 202);
+    assert_eq!(server.metric("odin_ws_compressing_connections"), 0.0);
+}
