@@ -61,7 +61,21 @@ fn broadcasts_wait_for_the_write_delay_and_keep_their_order() {
 #[test]
 fn a_burst_held_on_one_connection_does_not_hold_another() {
     let _heavy = heavy();
+    // On a loaded machine one round may outlast the one-second hold before its check
+    // runs, and then proves nothing: such a round is tried again, a few times.
+    for round in 1..=3 {
+        match burst_round() {
+            Some(()) => return,
+            None => eprintln!("round {round}: the check came after the hold had ended"),
+        }
+    }
+    panic!("no round checked the burst within its one-second hold");
+}
+
+/// One try: `None` when the check ran too late to tell a held burst from a due one.
+fn burst_round() -> Option<()> {
     const BURST: i64 = 4;
+    const HOLD: Duration = Duration::from_secs(1);
     let s = Server::start(&[("WS_WRITE_DELAY", "1s"), ("WS_WRITE_COALESCE", "always")]);
     let (mut busy, mut quiet) = (s.client(), s.client());
     subscribe(&mut busy, &["burst.a"]);
@@ -72,8 +86,9 @@ fn a_burst_held_on_one_connection_does_not_hold_another() {
     wait_for("the acks to be older than WS_WRITE_DELAY", || {
         acked.elapsed() > Duration::from_millis(1100)
     });
-    // Few enough that publishing them and the quiet message takes far less than the
-    // one second the burst is held, even on a loaded machine.
+    // The burst's first message is written after this instant, so the rest is held
+    // until at least HOLD after it.
+    let started = Instant::now();
     for n in 0..BURST {
         assert_eq!(s.publish("burst.a", &format!("{{\"n\":{n}}}")).status, 202);
     }
@@ -86,6 +101,7 @@ fn a_burst_held_on_one_connection_does_not_hold_another() {
     }
     match busy.read() {
         Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        _ if started.elapsed() >= HOLD => return None,
         other => panic!("the burst was not held while the quiet client got its message: {other:?}"),
     }
     if let tungstenite::stream::MaybeTlsStream::Plain(sock) = busy.get_mut() {
@@ -94,6 +110,7 @@ fn a_burst_held_on_one_connection_does_not_hold_another() {
     for n in 1..BURST {
         assert_eq!(message_n(&mut busy), n);
     }
+    Some(())
 }
 
 #[test]
