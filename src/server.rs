@@ -71,12 +71,28 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
     signal_loop(&shared, &signals, &options);
     // JetStream acks wait in the client's buffer: send them before exiting, or the
     // next start is redelivered what clients already got.
-    if let Some(conn) = shared.nats_conn.get()
-        && let Err(e) = conn.flush_timeout(Duration::from_secs(2))
-    {
-        log::warn!("NATS flush at exit: {e}");
+    if let Some(conn) = shared.nats_conn.get() {
+        flush_at_exit(conn.clone());
     }
     Ok(())
+}
+
+/// Flushes NATS for at most 2 s. The nats crate's flush_timeout waits without a
+/// deadline while the server is gone (seen when nats-server stopped with us), so
+/// the flush runs on a thread of its own and the exit does not wait past the bound.
+#[allow(deprecated)] // the sync client, by design
+fn flush_at_exit(conn: nats::Connection) {
+    const BOUND: Duration = Duration::from_secs(2);
+    let (done, finished) = std::sync::mpsc::channel();
+    let flusher = spawn("nats-flush", move || {
+        let _ = done.send(conn.flush_timeout(BOUND));
+    });
+    match flusher.map(|()| finished.recv_timeout(BOUND + Duration::from_millis(200))) {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => log::warn!("NATS flush at exit: {e}"),
+        Ok(Err(_)) => log::warn!("NATS flush at exit: no answer within {BOUND:?}, exiting"),
+        Err(e) => log::warn!("NATS flush at exit: {e}"),
+    }
 }
 
 /// Whether POST /publish is on, where it sends, and how to turn it on.
