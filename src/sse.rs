@@ -128,13 +128,7 @@ pub fn stream_head(cfg: &Config, req: &Request) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::parse_head;
-
-    fn request(head: &str) -> Request {
-        parse_head(format!("{head}\r\n\r\n").as_bytes())
-            .unwrap()
-            .unwrap()
-    }
+    use crate::http::test_request as request;
 
     fn cfg(max: &str) -> Config {
         let env = [("WS_MAX_SUBSCRIPTIONS".to_string(), max.to_string())].into();

@@ -148,13 +148,7 @@ fn given_token(req: &Request) -> Option<String> {
 mod tests {
     use super::*;
     use crate::endpoints::same_secret;
-    use crate::http::parse_head;
-
-    fn request(head: &str) -> Request {
-        parse_head(format!("{head}\r\n\r\n").as_bytes())
-            .unwrap()
-            .unwrap()
-    }
+    use crate::http::test_request as request;
 
     #[test]
     fn etag_is_the_content_hash() {

@@ -156,6 +156,15 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// A request from the lines of its head (without the closing blank line), for
+/// the unit tests of whatever answers one.
+#[cfg(test)]
+pub fn test_request(head: &str) -> Request {
+    parse_head(format!("{head}\r\n\r\n").as_bytes())
+        .expect("a valid test request")
+        .expect("a complete test request")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

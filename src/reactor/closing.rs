@@ -54,17 +54,37 @@ pub fn begin<S: Read>(
     Some(held)
 }
 
+/// Where reading and dropping a peer's input stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Discarded {
+    /// Nothing more to read for now.
+    Empty,
+    /// The peer hung up (or the socket failed): the connection is over.
+    Gone,
+    /// The read budget ran out with input still coming.
+    More,
+}
+
+/// Reads and drops what the peer sends, `reads` reads at most.
+pub fn discard_input<S: Read>(stream: &mut S, reads: usize) -> Discarded {
+    let mut scratch = [0u8; 4096];
+    let mut done = 0;
+    while done < reads {
+        match stream.read(&mut scratch) {
+            Ok(0) => return Discarded::Gone,
+            Ok(_) => done += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Discarded::Empty,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Discarded::Gone,
+        }
+    }
+    Discarded::More
+}
+
 /// Reads and drops the peer's input; its EOF (or an error) ends the connection.
 pub fn on_readable<S: Read>(conn: &mut Conn<S>, out: &mut Effects) {
-    let mut scratch = [0u8; 4096];
-    loop {
-        match conn.stream.read(&mut scratch) {
-            Ok(0) => return out.push(Effect::Remove),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return out.push(Effect::Remove),
-        }
+    if discard_input(&mut conn.stream, usize::MAX) == Discarded::Gone {
+        out.push(Effect::Remove);
     }
 }
 

@@ -77,13 +77,14 @@ pub enum State {
 }
 
 /// An SSE stream: subscribed like a WebSocket, but it sends nothing after its
-/// request, so no rate limit, no idle timeout by reads, and keep-alive comments
-/// instead of pings.
+/// request, so no rate limit, keep-alive comments instead of pings, and an idle
+/// timeout by writes instead of reads (see `Progress`).
 pub struct SseConn {
     pub subscriptions: Vec<Pattern>,
     /// As `WsConn::last_pos`.
     pub last_pos: Option<u64>,
     pub next_keep_alive: Instant,
+    pub progress: Progress,
     /// When the drain ends this stream.
     pub drain_at: Option<Instant>,
     /// One of WS_MAX_CONNECTIONS, given back when the stream ends.
@@ -93,9 +94,41 @@ pub struct SseConn {
 }
 
 impl SseConn {
-    pub fn next_deadline(&self) -> Instant {
+    pub fn next_deadline(&self, idle_timeout: Duration) -> Instant {
+        let stalled = self.progress.since + idle_timeout;
         self.drain_at
             .map_or(self.next_keep_alive, |d| d.min(self.next_keep_alive))
+            .min(stalled)
+    }
+}
+
+/// Whether a stream's reader still takes what is queued for it: a WebSocket
+/// client that stops reading stops answering pings and meets WS_IDLE_TIMEOUT; an
+/// SSE client never sends anything, so its idle time is counted from the last
+/// moment its queue was empty or a byte of it was written.
+pub struct Progress {
+    /// `SendQueue::written` when last looked at.
+    pub written: u64,
+    pub since: Instant,
+}
+
+impl Progress {
+    pub fn new(now: Instant) -> Progress {
+        Progress {
+            written: 0,
+            since: now,
+        }
+    }
+
+    /// Notes the queue's state at `now`; true when it has held unwritten bytes,
+    /// none of them taken, for `idle_timeout`.
+    pub fn stalled(&mut self, queue: &SendQueue, now: Instant, idle_timeout: Duration) -> bool {
+        if queue.is_empty() || queue.written() != self.written {
+            self.written = queue.written();
+            self.since = now;
+            return false;
+        }
+        now >= self.since + idle_timeout
     }
 }
 
@@ -209,6 +242,44 @@ impl WsConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_stalled_only_when_its_queue_held_bytes_none_written_for_the_timeout() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(10);
+        let mut queue = SendQueue::default();
+        let mut p = Progress::new(t0);
+        assert!(!p.stalled(&queue, t0 + idle * 5, idle), "an empty queue");
+        let t1 = t0 + idle * 5;
+        queue.push_own(tungstenite::Bytes::from_static(b"event"));
+        assert!(!p.stalled(&queue, t1 + idle / 2, idle));
+        assert!(p.stalled(&queue, t1 + idle, idle), "nothing written");
+        let mut one = OneByte(Vec::new());
+        let _ = queue.flush(&mut one, 1 << 20);
+        queue.push_own(tungstenite::Bytes::from_static(b"more"));
+        assert!(
+            !p.stalled(&queue, t1 + idle * 2, idle),
+            "bytes were written"
+        );
+        assert!(p.stalled(&queue, t1 + idle * 3, idle));
+    }
+
+    /// A socket that takes one byte and then would block.
+    struct OneByte(Vec<u8>);
+
+    impl std::io::Write for OneByte {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() && !buf.is_empty() {
+                self.0.push(buf[0]);
+                Ok(1)
+            } else {
+                Err(std::io::ErrorKind::WouldBlock.into())
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn rate_limit_allows_a_second_of_burst_then_refills() {

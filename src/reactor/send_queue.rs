@@ -53,6 +53,8 @@ pub struct SendQueue {
     bytes: usize,
     /// Unwritten bytes of `Own` items (replies, pongs, control frames).
     own_bytes: usize,
+    /// Bytes written so far (wrapping): a stalled reader is one whose count stops.
+    written: u64,
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
@@ -71,6 +73,11 @@ impl SendQueue {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && self.latest.is_empty()
+    }
+
+    /// Bytes written since the queue was made (wrapping); only changes tell anything.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Makes this queue an SSE stream's (or back).
@@ -259,6 +266,7 @@ impl SendQueue {
 
     fn advance(&mut self, mut written: usize) {
         self.bytes -= written;
+        self.written = self.written.wrapping_add(written as u64);
         while written > 0 {
             let front = &self.items[0];
             let front_left = front.bytes().len() - self.offset;

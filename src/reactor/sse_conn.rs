@@ -3,13 +3,15 @@
 //! same as a WebSocket subscribe), then fed by delivery like any subscriber; its
 //! timer writes keep-alive comments and ends it at its drain time.
 
-use std::io::{self, Read};
+use std::io::Read;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tungstenite::Bytes;
 
 use super::accounting::{SseClient, WsSlot};
 use super::catch_up;
-use super::conn::{Conn, SseConn, State};
+use super::closing::{self, Discarded};
+use super::conn::{Conn, Progress, SseConn, State};
 use super::effect::{Context, Effect, Effects};
 use crate::broadcast::Form;
 use crate::http::Response;
@@ -48,11 +50,12 @@ pub fn start<S>(
         subscriptions: Vec::new(),
         last_pos: None,
         next_keep_alive: ctx.now + ctx.cfg.ping_interval,
+        progress: Progress::new(ctx.now),
         drain_at: None,
         _slot: slot,
         _client: SseClient::count(&ctx.shared),
     };
-    out.push(Effect::WakeAt(stream.next_deadline()));
+    out.push(Effect::WakeAt(stream.next_deadline(ctx.cfg.idle_timeout)));
     out.push(Effect::Flush);
     conn.state = State::Sse(Box::new(stream));
     Ok(())
@@ -60,26 +63,30 @@ pub fn start<S>(
 
 /// Discards what the client sends; its hang-up ends the stream.
 pub fn on_readable<S: Read>(conn: &mut Conn<S>, out: &mut Effects) {
-    let mut scratch = [0u8; 1024];
-    for _ in 0..READ_BUDGET {
-        match conn.stream.read(&mut scratch) {
-            Ok(0) => return out.push(Effect::Remove),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return out.push(Effect::Remove),
-        }
+    match closing::discard_input(&mut conn.stream, READ_BUDGET) {
+        Discarded::Gone => out.push(Effect::Remove),
+        Discarded::More => out.push(Effect::ReadAgain),
+        Discarded::Empty => {}
     }
-    out.push(Effect::ReadAgain);
 }
 
 /// A keep-alive comment when due and nothing else waits to be written (a full
 /// queue is not idle, and comments must not pile up there); at the drain time, a
-/// last comment and the end of the stream.
+/// last comment and the end of the stream. A reader that took none of its
+/// queued bytes for WS_IDLE_TIMEOUT is dropped as a slow consumer: nothing more
+/// could reach it, not even a last comment.
 pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
     let State::Sse(stream) = &mut conn.state else {
         return;
     };
+    if stream
+        .progress
+        .stalled(&conn.send, ctx.now, ctx.cfg.idle_timeout)
+    {
+        let metrics = &ctx.shared.metrics;
+        metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+        return out.push(Effect::Remove);
+    }
     if stream.drain_at.is_some_and(|d| ctx.now >= d) {
         conn.send.push_own(Bytes::from_static(sse::SHUTTING_DOWN));
         return out.push(Effect::CloseAfterWrite);
@@ -91,5 +98,5 @@ pub fn on_timer<S>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
             out.push(Effect::Flush);
         }
     }
-    out.push(Effect::WakeAt(stream.next_deadline()));
+    out.push(Effect::WakeAt(stream.next_deadline(ctx.cfg.idle_timeout)));
 }

@@ -1,7 +1,7 @@
 //! permessage-deflate against the real binary: a raw client that offers it and
 //! inflates what it gets with miniz_oxide, as a browser would with zlib.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
 use crate::raw::{KEY, frame_bytes};
@@ -74,12 +74,7 @@ impl Deflating {
             buf: Vec::new(),
             extensions: None,
         };
-        let end = loop {
-            if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(c.fill(), "closed during the handshake");
-        };
+        let end = read_head(&mut c.stream, &mut c.buf);
         let head = String::from_utf8_lossy(&c.buf[..end]).into_owned();
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         c.extensions = head
@@ -91,14 +86,7 @@ impl Deflating {
     }
 
     fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
+        read_more(&mut self.stream, &mut self.buf)
     }
 
     fn frame(&mut self) -> Option<Frame> {

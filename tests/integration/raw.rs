@@ -1,10 +1,10 @@
 //! A raw WebSocket client that sends whatever bytes a test wants: bad frames,
 //! unmasked frames, floods, half-written heads.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
-use crate::support::DEADLINE;
+use crate::support::{DEADLINE, read_head, read_more};
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -43,12 +43,7 @@ impl RawWs {
             stream,
             buf: Vec::new(),
         };
-        let end = loop {
-            if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(ws.fill(), "closed during the handshake");
-        };
+        let end = read_head(&mut ws.stream, &mut ws.buf);
         assert!(
             ws.buf.starts_with(b"HTTP/1.1 101"),
             "{}",
@@ -59,14 +54,7 @@ impl RawWs {
     }
 
     fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 8192];
-        match self.stream.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
+        read_more(&mut self.stream, &mut self.buf)
     }
 
     /// Sends one frame: `first` is the first header byte (FIN, RSV, opcode).

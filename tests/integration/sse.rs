@@ -1,7 +1,7 @@
 //! Server-Sent Events over a raw TcpStream reader: the `subscribed` event first,
 //! messages with `id: <epoch>:<seq>`, resume with `Last-Event-ID` or `since=`,
 //! snapshots, 400s before the stream, keep-alives, the drain, and a reader that
-//! never reads held to its bound.
+//! never reads held to its bound, then dropped after WS_IDLE_TIMEOUT.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -257,4 +257,50 @@ fn a_reader_that_never_reads_is_held_to_its_bound() {
     let queued = s.metric("odin_ws_send_queue_bytes");
     assert!(queued <= 2.0 * 65536.0, "{queued} bytes queued");
     drop(sock);
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_dropped_after_the_idle_timeout() {
+    let _heavy = heavy();
+    let s = Server::start(&[
+        ("WS_SEND_QUEUE_BYTES", "65536"),
+        ("WS_PING_INTERVAL", "300ms"),
+        ("WS_IDLE_TIMEOUT", "1s"),
+    ]);
+    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let size: libc::c_int = 4096;
+    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
+    sock.write_all(b"GET /sse?channels=stall.* HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_for("the stream to open", || {
+        s.metric("odin_ws_sse_clients") == 1.0
+    });
+    // A reader that keeps up is not dropped: this idle one, opened before the
+    // stalled one, lives on past the stalled one's end.
+    let mut live = Stream::open(&s, "channels=calm", "");
+    live.expect("subscribed");
+    let data = format!("\"{}\"", "x".repeat(1000));
+    let mut n = 0;
+    wait_for("the stalled stream to be dropped", || {
+        for _ in 0..20 {
+            s.publish(&format!("stall.{}", n % 20), &data);
+            n += 1;
+        }
+        s.metric("odin_ws_sse_clients") == 1.0
+    });
+    assert_eq!(s.metric("odin_ws_slow_consumer_closes_total"), 1.0);
+    for _ in 0..3 {
+        wait_for("a keep-alive on the live stream", || {
+            live.line().expect("the live stream stays open") == ": keep-alive"
+        });
+    }
+    publish_n(&s, "calm", 7);
+    assert_eq!(live.expect("message").1["data"]["n"], 7);
+    // The dropped stream's socket is closed: once its buffers are read, EOF.
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut rest = Vec::new();
+    assert!(
+        std::io::Read::read_to_end(&mut sock, &mut rest).is_ok(),
+        "the server closes the socket"
+    );
 }

@@ -145,6 +145,28 @@ impl Drop for Server {
     }
 }
 
+/// Appends what one read of `stream` brings; false once it is closed (or fails).
+pub fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match std::io::Read::read(stream, &mut chunk) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+/// Reads until `buf` holds a whole response head; its length, blank line included.
+pub fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return i + 4;
+        }
+        assert!(read_more(stream, buf), "closed during the handshake");
+    }
+}
+
 /// Tests with thousands of sockets or a sustained feed take this so they do not
 /// run at the same time on a 2-core machine and starve each other's readers.
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
