@@ -2,6 +2,9 @@
 //!
 //! `Connecting -> Upgrading -> Open`; any error closes the client and is returned
 //! as a short reason that the driver counts (a failure before `Open`, a drop after).
+//! With COMPRESSION=on it offers permessage-deflate and inflates (inflate.rs); with
+//! TRANSPORT=sse, `Upgrading` is the GET /sse request and events come instead of
+//! frames (sse.rs).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -9,10 +12,10 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::scan;
-use crate::settings::Protocol;
+use crate::settings::{Protocol, Transport, Wire};
 use crate::stats::{Stats, unix_micros};
 use crate::wsframe::{self, Decoded, Upgrade};
+use crate::{inflate, scan, sse};
 
 /// Largest server frame or NATS protocol line accepted.
 const MAX_FRAME: usize = 1 << 20;
@@ -84,6 +87,11 @@ pub struct Client {
     pub awaiting: bool,
     /// One of the clients that stop reading after the ramp; counted apart.
     pub slow: bool,
+    wire: Wire,
+    /// permessage-deflate agreed in the upgrade answer.
+    deflate: bool,
+    /// The message being reassembled from fragments came compressed.
+    compressed: bool,
     subscriptions: Vec<String>,
     out: Vec<u8>,
     /// Bytes read but not yet parsed (a partial head or frame).
@@ -117,6 +125,7 @@ impl Client {
         now: Instant,
         subscriptions: Vec<String>,
         slow: bool,
+        wire: Wire,
     ) -> Client {
         Client {
             stream,
@@ -125,6 +134,9 @@ impl Client {
             subscribed: false,
             awaiting: true,
             slow,
+            wire,
+            deflate: false,
+            compressed: false,
             subscriptions,
             out: Vec::new(),
             inbuf: Vec::new(),
@@ -162,7 +174,17 @@ impl Client {
                 Err(e) => return Err(io_reason(&e)),
             }
             self.phase = Phase::Upgrading;
-            self.out = wsframe::upgrade_request(url_host, url_path);
+            self.out = match self.wire {
+                Wire {
+                    transport: Transport::Sse,
+                    ..
+                } => sse::request(url_host, &self.subscriptions),
+                Wire { compression, .. } => wsframe::upgrade_request(
+                    url_host,
+                    url_path,
+                    compression.then_some(inflate::OFFER),
+                ),
+            };
         }
         self.flush()?;
         self.read(scratch, ctx)?;
@@ -180,6 +202,7 @@ impl Client {
                     });
                 }
                 Ok(n) => {
+                    ctx.stats.bytes_read += n as u64;
                     self.ingest(&scratch[..n], ctx)?;
                     // A short read emptied the socket; with edge-triggered epoll the
                     // next arrival is a new event, so skip the read that would only
@@ -219,6 +242,9 @@ impl Client {
 
     /// Parses what it can of `buf`; returns the bytes used.
     fn parse(&mut self, buf: &[u8], ctx: &mut Ctx) -> Result<usize, String> {
+        if self.wire.transport == Transport::Sse {
+            return self.parse_sse(buf, ctx);
+        }
         let mut at = 0;
         if self.phase == Phase::Upgrading {
             match wsframe::parse_upgrade(buf) {
@@ -228,6 +254,8 @@ impl Client {
                 Some(Upgrade::Invalid) => return Err("bad upgrade answer".into()),
                 Some(Upgrade::Switched(end)) => {
                     at = end;
+                    self.deflate = self.wire.compression && inflate::negotiated(&buf[..end]);
+                    ctx.stats.compressing_clients += u64::from(self.deflate);
                     self.on_open(ctx);
                 }
             }
@@ -252,6 +280,14 @@ impl Client {
                             return Err(format!("closed by server ({code})"));
                         }
                         wsframe::OP_TEXT | wsframe::OP_BINARY | wsframe::OP_CONTINUATION => {
+                            if frame.opcode != wsframe::OP_CONTINUATION {
+                                if frame.rsv1 && !self.deflate {
+                                    return Err(
+                                        "compressed frame without permessage-deflate".into()
+                                    );
+                                }
+                                self.compressed = frame.rsv1;
+                            }
                             self.on_data(frame.fin, frame.payload, ctx)?
                         }
                         other => return Err(format!("unknown opcode {other}")),
@@ -259,6 +295,36 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// An SSE stream: its 200 head, then events; returns the bytes used.
+    fn parse_sse(&mut self, buf: &[u8], ctx: &mut Ctx) -> Result<usize, String> {
+        let mut at = 0;
+        if self.phase == Phase::Upgrading {
+            match sse::parse_head(buf) {
+                None if buf.len() > wsframe::MAX_HEAD => return Err("sse head too long".into()),
+                None => return Ok(0),
+                Some(sse::Head::Refused(code)) => return Err(format!("http {code}")),
+                Some(sse::Head::Invalid) => return Err("not an event stream".into()),
+                Some(sse::Head::Stream(end)) => {
+                    at = end;
+                    self.on_open(ctx);
+                }
+            }
+        }
+        let mut data = std::mem::take(&mut self.message);
+        while let Some(used) = sse::next_event(&buf[at..], &mut data) {
+            at += used;
+            if !data.is_empty() {
+                self.on_odin_text(&data, ctx);
+            }
+        }
+        data.clear();
+        self.message = data;
+        if buf.len() - at > MAX_FRAME {
+            return Err("event too large".into());
+        }
+        Ok(at)
     }
 
     fn on_open(&mut self, ctx: &mut Ctx) {
@@ -271,6 +337,8 @@ impl Client {
         ctx.stats.connect_us.record(elapsed.as_micros() as u64);
         let mask = self.mask();
         match ctx.protocol {
+            // The request named the channels; the stream starts with `subscribed`.
+            _ if self.wire.transport == Transport::Sse => {}
             Protocol::Odin => {
                 let req = serde_json::json!({
                     "type": "subscribe",
@@ -299,7 +367,7 @@ impl Client {
         match ctx.protocol {
             Protocol::Odin => {
                 if fin && self.message.is_empty() {
-                    self.on_odin_text(payload, ctx);
+                    self.on_odin_payload(payload, ctx)?;
                 } else {
                     self.message.extend_from_slice(payload);
                     if self.message.len() > MAX_FRAME {
@@ -307,7 +375,7 @@ impl Client {
                     }
                     if fin {
                         let whole = std::mem::take(&mut self.message);
-                        self.on_odin_text(&whole, ctx);
+                        self.on_odin_payload(&whole, ctx)?;
                     }
                 }
             }
@@ -323,6 +391,16 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// A whole message's payload: inflated first when it came compressed.
+    fn on_odin_payload(&mut self, payload: &[u8], ctx: &mut Ctx) -> Result<(), String> {
+        if !self.compressed {
+            self.on_odin_text(payload, ctx);
+            return Ok(());
+        }
+        ctx.stats.compressed_messages += 1;
+        inflate::with_inflated(payload, MAX_FRAME, |text| self.on_odin_text(text, ctx))
     }
 
     fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) {

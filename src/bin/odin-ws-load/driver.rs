@@ -193,6 +193,7 @@ impl Run<'_> {
             now,
             self.s.subscriptions(i),
             self.s.stops_reading(i),
+            self.s.wire,
         );
         if let Err(e) = self.poll.registry().register(
             &mut client.stream,

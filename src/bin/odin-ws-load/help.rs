@@ -75,6 +75,16 @@ fn load_rows() -> Vec<Row> {
             "10s".into(),
             "a progress line on stderr this often; off for none",
         ),
+        (
+            TRANSPORT,
+            "ws".into(),
+            "ws (WebSocket on WS_URL) or sse (GET /sse?channels=... on WS_URL's host, events parsed; odin only)",
+        ),
+        (
+            COMPRESSION,
+            "off".into(),
+            "on: every client offers permessage-deflate and inflates what comes compressed (ws, odin only)",
+        ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
     ]
 }
@@ -96,7 +106,16 @@ fn publish_rows() -> Vec<Row> {
             DEFAULT_RATE.to_string(),
             "messages per second over all channels",
         ),
-        (SIZE, DEFAULT_SIZE.to_string(), "payload bytes"),
+        (
+            SIZE,
+            DEFAULT_SIZE.to_string(),
+            "payload bytes (market: about this many)",
+        ),
+        (
+            PAYLOAD,
+            "pad".into(),
+            "pad ({ts_us,n} and x padding) or market (order-book JSON: symbol, prices, sizes, timestamps)",
+        ),
         (
             CHANNELS,
             DEFAULT_CHANNELS.into(),

@@ -1,4 +1,4 @@
-//! odin-ws-load: opens many WebSocket clients against odin-ws (or a peer server),
+//! odin-ws-load: opens many WebSocket (or SSE) clients against odin-ws (or a peer server),
 //! holds them, and reports connects, deliveries and latency; `publish` is the
 //! matching publisher, `subscribe` one client that prints what it receives, and
 //! `verdict` judges a run. Settings: `odin-ws-load --help`.
@@ -10,11 +10,14 @@ mod client;
 mod driver;
 mod health;
 mod help;
+mod inflate;
+mod market;
 mod net;
 mod publish;
 mod report;
 mod scan;
 mod settings;
+mod sse;
 mod stats;
 mod subscribe;
 mod verdict;

@@ -1,6 +1,7 @@
 //! `odin-ws-load publish`: RATE messages/s of SIZE bytes, round-robin over the
 //! CHANNELS, to NATS or to POST /publish. Each payload is
-//! `{"ts_us":<send time, Unix µs>,"n":<per-channel counter>,"pad":"x…"}`, so the
+//! `{"ts_us":<send time, Unix µs>,"n":<per-channel counter>,"pad":"x…"}` (or with
+//! PAYLOAD=market an order-book update after those two fields: market.rs), so the
 //! load tool measures publish-to-receive latency and counts per-channel gaps.
 
 // The nats crate's sync client is deprecated upstream in favour of async-nats, but
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::market;
 use crate::report::round2;
-use crate::settings::{PublishSettings, PublishTarget};
+use crate::settings::{Payload, PublishSettings, PublishTarget};
 use crate::stats::unix_micros;
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -140,7 +142,10 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
         }
         let ch = (k % s.channels.len() as u64) as usize;
         counters[ch] += 1;
-        let body = payload(unix_micros(), counters[ch], s.size);
+        let body = match s.payload {
+            Payload::Pad => payload(unix_micros(), counters[ch], s.size),
+            Payload::Market => market::payload(unix_micros(), counters[ch], ch, s.size),
+        };
         match sink.send(&s.channels[ch], &body) {
             Ok(()) => published += 1,
             Err(e) => {
@@ -163,6 +168,10 @@ pub fn run(s: &PublishSettings, stop: &AtomicBool) -> Result<Value, String> {
         "failures": failures,
         "channels": s.channels.len(),
         "size": s.size,
+        "payload": match s.payload {
+            Payload::Pad => "pad",
+            Payload::Market => "market",
+        },
         "rate_target": s.rate,
         "rate_per_s": if elapsed > 0.0 { round2(published as f64 / elapsed) } else { 0.0 },
         "elapsed_s": round2(elapsed),

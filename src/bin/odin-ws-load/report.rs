@@ -67,6 +67,8 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "label": s.label,
         "url": s.url.text,
         "protocol": s.protocol.as_str(),
+        "transport": s.wire.transport.as_str(),
+        "compression": s.wire.compression,
         "target_connections": s.target,
         "ramp_rate": s.ramp_rate,
         "connection_timeout_ms": s.connection_timeout.as_millis() as u64,
@@ -93,6 +95,14 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "conflated": st.conflated,
         "conflated_skipped": st.conflated_skipped,
         "unparsed": st.unparsed,
+        "bytes_read": st.bytes_read,
+        "bytes_per_message": if st.messages > 0 {
+            round2(st.bytes_read as f64 / st.messages as f64)
+        } else {
+            0.0
+        },
+        "compressing_clients": st.compressing_clients,
+        "compressed_messages": st.compressed_messages,
         "slow_readers": {
             "clients": st.slow.clients,
             "messages": st.slow.messages,
@@ -222,6 +232,20 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         out,
         "messages: {} received, {} /s; gaps {} ({} missing), out of order {}, conflated {}",
         st.messages, v["messages_per_s"], st.gaps, st.missing, st.out_of_order, st.conflated
+    );
+    let _ = writeln!(
+        out,
+        "wire ({}{}): {} bytes read, {} per message; {} clients compressing, {} messages inflated",
+        s.wire.transport.as_str(),
+        if s.wire.compression {
+            ", deflate offered"
+        } else {
+            ""
+        },
+        st.bytes_read,
+        v["bytes_per_message"],
+        st.compressing_clients,
+        st.compressed_messages
     );
     let l = &v["latency_ms"];
     if st.latency_us.count() == 0 {

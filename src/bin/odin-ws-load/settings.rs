@@ -45,6 +45,10 @@ pub const PROGRESS_INTERVAL: &str = "PROGRESS_INTERVAL";
 /// A progress line on stderr this often, so a long run is never silent.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 pub const LABEL: &str = "LABEL";
+// Reach (issue 16): how the clients connect, and what the publisher sends.
+pub const TRANSPORT: &str = "TRANSPORT";
+pub const COMPRESSION: &str = "COMPRESSION";
+pub const PAYLOAD: &str = "PAYLOAD";
 
 pub const PUBLISH_URL: &str = "PUBLISH_URL";
 pub const DEFAULT_PUBLISH_URL: &str = "nats://127.0.0.1:4222";
@@ -75,6 +79,42 @@ impl Protocol {
     }
 }
 
+/// How a client reaches the server's feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket on WS_URL's path.
+    WebSocket,
+    /// Server-Sent Events: `GET /sse?channels=...` on WS_URL's host (odin only).
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "ws",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// What every client of a run speaks: the transport, and whether it offers
+/// permessage-deflate (WebSocket only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wire {
+    pub transport: Transport,
+    pub compression: bool,
+}
+
+/// The publisher's payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// `ts_us`, `n` and `x` padding: cheap, and all but incompressible to nothing.
+    Pad,
+    /// Order-book and trade JSON (symbols, prices, sizes, timestamps): what
+    /// compression figures must be measured with.
+    Market,
+}
+
 /// A `ws://host:port/path` URL, resolved once.
 #[derive(Clone, Debug)]
 pub struct WsUrl {
@@ -88,6 +128,7 @@ pub struct WsUrl {
 pub struct LoadSettings {
     pub url: WsUrl,
     pub protocol: Protocol,
+    pub wire: Wire,
     pub target: u32,
     pub ramp_rate: f64,
     pub connection_timeout: Duration,
@@ -118,6 +159,7 @@ pub struct PublishSettings {
     pub target: PublishTarget,
     pub rate: f64,
     pub size: usize,
+    pub payload: Payload,
     pub channels: Vec<String>,
     pub duration: Duration,
     pub count: u64,
@@ -422,6 +464,30 @@ fn parse_sources(s: &str) -> Result<Option<(u8, u8)>, String> {
     }
 }
 
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match s {
+        "ws" => Ok(Transport::WebSocket),
+        "sse" => Ok(Transport::Sse),
+        _ => Err("expected ws or sse".into()),
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        _ => Err("expected on or off".into()),
+    }
+}
+
+fn parse_payload(s: &str) -> Result<Payload, String> {
+    match s {
+        "pad" => Ok(Payload::Pad),
+        "market" => Ok(Payload::Market),
+        _ => Err("expected pad or market".into()),
+    }
+}
+
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s {
         "odin" => Ok(Protocol::Odin),
@@ -436,6 +502,8 @@ impl LoadSettings {
         let fallback_url = parse_ws_url(DEFAULT_WS_URL).expect("the default URL is valid");
         let url = r.get(WS_URL, fallback_url, parse_ws_url);
         let protocol = r.get(PROTOCOL, Protocol::Odin, parse_protocol);
+        let transport = r.get(TRANSPORT, Transport::WebSocket, parse_transport);
+        let compression = r.get(COMPRESSION, false, parse_on_off);
         let target = r.number(TARGET_CONNECTIONS, DEFAULT_TARGET_CONNECTIONS);
         let ramp_rate = r.number(RAMP_RATE, DEFAULT_RAMP_RATE);
         let connection_timeout = r.get(
@@ -476,6 +544,13 @@ impl LoadSettings {
         let label = r.string(LABEL, "");
 
         r.check(target > 0, || format!("{TARGET_CONNECTIONS} must be > 0"));
+        r.check(
+            protocol == Protocol::Odin || (transport, compression) == (Transport::WebSocket, false),
+            || format!("{TRANSPORT}=sse and {COMPRESSION}=on need {PROTOCOL}=odin"),
+        );
+        r.check(transport == Transport::WebSocket || !compression, || {
+            format!("{COMPRESSION}=on is permessage-deflate: it needs {TRANSPORT}=ws")
+        });
         r.check(ramp_rate > 0.0, || format!("{RAMP_RATE} must be > 0"));
         r.check(!connection_timeout.is_zero(), || {
             format!("{CONNECTION_TIMEOUT} must be > 0")
@@ -505,6 +580,10 @@ impl LoadSettings {
         Ok(LoadSettings {
             url,
             protocol,
+            wire: Wire {
+                transport,
+                compression,
+            },
             target,
             ramp_rate,
             connection_timeout,
@@ -550,6 +629,7 @@ impl PublishSettings {
         let token = r.string(PUBLISH_TOKEN, "");
         let rate = r.number(RATE, DEFAULT_RATE);
         let size = r.number(SIZE, DEFAULT_SIZE);
+        let payload = r.get(PAYLOAD, Payload::Pad, parse_payload);
         let default_channels = parse_templates(DEFAULT_CHANNELS).expect("valid default");
         let templates = r.get(CHANNELS, default_channels, parse_templates);
         let duration = r.duration(DURATION, DEFAULT_DURATION);
@@ -589,6 +669,7 @@ impl PublishSettings {
             target: target.expect("checked above"),
             rate,
             size,
+            payload,
             channels,
             duration,
             count,
@@ -694,6 +775,32 @@ mod tests {
     fn stop_reading_picks_one_in_a_hundred() {
         let l = LoadSettings::read(&source(&["--stop_reading_percent", "1"], &[])).unwrap();
         assert_eq!((0..7000).filter(|&i| l.stops_reading(i)).count(), 70);
+    }
+
+    #[test]
+    fn transport_compression_and_payload_are_checked_together() {
+        let l = LoadSettings::read(&source(&["--compression", "on"], &[])).unwrap();
+        assert_eq!(l.wire.transport, Transport::WebSocket);
+        assert!(l.wire.compression);
+        let l = LoadSettings::read(&source(&[], &[("TRANSPORT", "sse")])).unwrap();
+        assert_eq!(
+            (l.wire.transport, l.wire.compression),
+            (Transport::Sse, false)
+        );
+        let err = LoadSettings::read(&source(&["--transport", "sse", "--compression", "on"], &[]))
+            .unwrap_err();
+        assert!(err.contains("needs TRANSPORT=ws"), "{err}");
+        let err = LoadSettings::read(&source(&["--transport", "sse", "--protocol", "nats"], &[]))
+            .unwrap_err();
+        assert!(err.contains("PROTOCOL=odin"), "{err}");
+        let err = LoadSettings::read(&source(&["--transport", "tcp"], &[])).unwrap_err();
+        assert!(
+            err.contains("TRANSPORT=\"tcp\": expected ws or sse"),
+            "{err}"
+        );
+        let p = PublishSettings::read(&source(&["--payload", "market"], &[])).unwrap();
+        assert_eq!(p.payload, Payload::Market);
+        assert!(PublishSettings::read(&source(&["--payload", "json"], &[])).is_err());
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub struct Stats {
     pub unparsed: u64,
     pub first_message: Option<std::time::Instant>,
     pub last_message: Option<std::time::Instant>,
+    /// Bytes read from the server's sockets (heads, frames or events, all of it).
+    pub bytes_read: u64,
+    /// Clients whose upgrade agreed to permessage-deflate.
+    pub compressing_clients: u64,
+    /// Messages that came compressed (RSV1) and were inflated.
+    pub compressed_messages: u64,
     pub timeline: Vec<Window>,
     pub slow: SlowStats,
 }

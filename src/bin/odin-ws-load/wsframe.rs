@@ -17,10 +17,14 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
-pub fn upgrade_request(host: &str, path: &str) -> Vec<u8> {
+/// The upgrade request, with a `Sec-WebSocket-Extensions` offer when given.
+pub fn upgrade_request(host: &str, path: &str, extensions: Option<&str>) -> Vec<u8> {
+    let offer = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .into_bytes()
 }
@@ -86,6 +90,8 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
 #[derive(Debug, PartialEq)]
 pub struct Frame<'a> {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, the first frame of a compressed message.
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: &'a [u8],
 }
@@ -137,6 +143,7 @@ pub fn decode(buf: &[u8], max: usize) -> Decoded<'_> {
     Decoded::Frame(
         Frame {
             fin: b0 & 0x80 != 0,
+            rsv1: b0 & 0x40 != 0,
             opcode: b0 & 0x0f,
             payload: &buf[at..at + len],
         },
