@@ -33,14 +33,7 @@ pub fn deflate(payload: &[u8], window: Window) -> Vec<u8> {
     COMPRESSORS.with(|cell| {
         let mut all = cell.borrow_mut();
         let slot = &mut all[window as usize];
-        let d = slot.get_or_insert_with(|| {
-            Box::new(CompressorOxide::with_params(
-                DataFormat::Raw,
-                LEVEL,
-                CompressionStrategy::Default,
-                window.bits(),
-            ))
-        });
+        let d = slot.get_or_insert_with(|| Box::new(compressor(window)));
         d.reset();
         let mut out = Vec::with_capacity(payload.len() / 2 + 16);
         let (status, _) = compress_to_output(d, payload, TDEFLFlush::Sync, |chunk| {
@@ -53,6 +46,22 @@ pub fn deflate(payload: &[u8], window: Window) -> Vec<u8> {
         }
         out
     })
+}
+
+/// The compressor for a window class. Only the full window may use LZ77 matches:
+/// miniz_oxide takes window bits under 15 to mean its level-1 fast mode, whose
+/// matches reach back the whole 32 KiB whatever the bits (and which ignores its
+/// RLE strategy), so a client that allowed 9 bits got distances it cannot follow
+/// (Autobahn 13.3.8: "invalid distance too far back"). Run-length matches
+/// (distance 1) at LEVEL, through its normal mode, fit every window. The window
+/// bits passed are 15 because raw deflate has no header to carry them and lower
+/// ones only select that fast mode.
+fn compressor(window: Window) -> CompressorOxide {
+    let strategy = match window {
+        Window::Full => CompressionStrategy::Default,
+        Window::Short | Window::Rle => CompressionStrategy::RLE,
+    };
+    CompressorOxide::with_params(DataFormat::Raw, LEVEL, strategy, 15)
 }
 
 /// Why a compressed message could not be inflated.
@@ -147,6 +156,28 @@ mod tests {
             full.len(),
             json.len()
         );
+    }
+
+    #[test]
+    fn smaller_windows_get_no_match_reaching_back_past_them() {
+        // 1 KiB of noise 64 times: only matches 1 KiB back can shrink it.
+        let mut x: u32 = 2_463_534_242;
+        let block: Vec<u8> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let data = block.repeat(64);
+        let full = deflate(&data, Window::Full);
+        assert!(full.len() * 10 < data.len(), "{}", full.len());
+        for window in [Window::Short, Window::Rle] {
+            let body = deflate(&data, window);
+            assert!(body.len() * 2 > data.len(), "{window:?}: {}", body.len());
+            assert_eq!(inflate_message(&body, 1 << 20).unwrap(), data);
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub use negotiate::{Agreed, negotiate};
 pub enum Window {
     /// 15 bits (32 KiB), the default.
     Full,
-    /// 12-14 bits: matches reach back at most 4 KiB.
+    /// 12-14 bits. Run-length matches only, as `Rle`: miniz_oxide cannot bound its
+    /// matches to 4 KiB (codec.rs says why), so the class keeps the bytes apart
+    /// only for the day it can.
     Short,
     /// 8-11 bits: run-length matches only (distance 1).
     Rle,
@@ -29,15 +31,6 @@ impl Window {
             15.. => Window::Full,
             12..=14 => Window::Short,
             _ => Window::Rle,
-        }
-    }
-
-    /// The window bits miniz_oxide is told: it keeps within them by this class.
-    fn bits(self) -> u8 {
-        match self {
-            Window::Full => 15,
-            Window::Short => 12,
-            Window::Rle => 8,
         }
     }
 }
