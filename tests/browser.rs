@@ -15,6 +15,8 @@ mod assets;
 mod chromium;
 #[path = "browser/client.rs"]
 mod client;
+#[path = "browser/fallback.rs"]
+mod fallback;
 #[path = "browser/replay.rs"]
 mod replay;
 #[path = "browser/status.rs"]

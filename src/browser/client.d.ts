@@ -32,6 +32,9 @@ export interface OdinError {
 
 export type OdinState = "connecting" | "open" | "reconnecting" | "closed";
 
+/** How the client is connected: WebSocket, or the Server-Sent Events fallback. */
+export type OdinTransport = "websocket" | "sse";
+
 export interface OdinStateDetail {
   /** open: the welcome's session and server. */
   session?: string;
@@ -40,6 +43,8 @@ export interface OdinStateDetail {
   code?: number;
   reason?: string;
   delay?: number;
+  /** The transport of this state (an `open` on another transport is told too). */
+  transport: OdinTransport;
 }
 
 export interface OdinWSOptions {
@@ -50,6 +55,14 @@ export interface OdinWSOptions {
   onState?: (state: OdinState, detail: OdinStateDetail) => void;
   onGap?: (gap: OdinGap) => void;
   onError?: (error: OdinError) => void;
+  /** false: never fall back to Server-Sent Events (default true). */
+  sse?: boolean;
+  /** WebSocket attempts in a row that never opened before using SSE (default 2). */
+  sseAfter?: number;
+  /** The event stream's URL (default: /sse beside `url`, ws: -> http:, wss: -> https:). */
+  sseUrl?: string;
+  /** While on SSE, how often (ms) a WebSocket is tried again (default 30000). */
+  wsRetryMs?: number;
 }
 
 export interface SubscribeOptions {
@@ -66,6 +79,7 @@ export class OdinWS {
   constructor(url: string, options?: OdinWSOptions);
   readonly url: string;
   readonly state: OdinState;
+  readonly transport: OdinTransport;
   /** Opens the connection; the first subscribe does it too. */
   connect(): void;
   /** Patterns may use `*` (one token) and `>` (the rest, last token only). */

@@ -1,7 +1,9 @@
 // odin-ws browser client: an ES module with no dependencies, served by the server at
 // /client.js. It keeps one WebSocket open (reconnecting with backoff and jitter,
 // honouring the server's drain), resubscribes after each reconnect, drops duplicates
-// by seq and routes each message to the subscriptions whose patterns match it.
+// by seq and routes each message to the subscriptions whose patterns match it. When
+// WebSocket cannot connect it falls back to Server-Sent Events (/sse) from the same
+// position, and goes back to WebSocket once one opens again.
 // Usage: docs/browser.md; the wire protocol: docs/protocol.md.
 
 /** First reconnect delay; it doubles per failed attempt up to BACKOFF_MAX_MS. */
@@ -10,6 +12,10 @@ const BACKOFF_MAX_MS = 30000;
 /** A draining server (close 1001) spreads its clients; we add our own spread. */
 const DRAIN_SPREAD_MS = 2000;
 const CLOSE_GOING_AWAY = 1001;
+/** WebSocket attempts in a row that never opened before the client uses SSE. */
+const SSE_AFTER_FAILURES = 2;
+/** While on SSE, how often a WebSocket is tried again. */
+const WS_RETRY_MS = 30000;
 
 /**
  * Whether a NATS-style pattern covers a channel: `*` is exactly one token, `>` as
@@ -56,16 +62,27 @@ class Subscription {
 export class OdinWS {
   /**
    * @param {string} url ws:// or wss:// URL of the server's WS_PATH
-   * @param {object} [options] token, snapshot, onState, onGap, onError
+   * @param {object} [options] token, snapshot, onState, onGap, onError, and for the
+   *   SSE fallback: sse (false: never), sseAfter, sseUrl, wsRetryMs
    */
   constructor(url, options = {}) {
     this.url = url;
     this.options = options;
     this.state = "closed";
+    /** "websocket", or "sse" while on the fallback. */
+    this.transport = "websocket";
+    this._stateTransport = null;
     this._subs = new Set();
     /** Pattern -> how many subscriptions hold it (the server holds each once). */
     this._patterns = new Map();
     this._ws = null;
+    // The SSE fallback: the stream, WebSocket attempts in a row that never opened,
+    // and the WebSocket tried again while on the stream.
+    this._es = null;
+    this._wsFailures = 0;
+    this._probe = null;
+    this._probeTimer = null;
+    this._sseReopen = false;
     this._welcomed = false;
     this._stopped = true;
     this._attempt = 0;
@@ -99,7 +116,10 @@ export class OdinWS {
     const sub = new Subscription(this, list, handler, snapshot);
     this._subs.add(sub);
     const fresh = list.filter((p) => this._hold(p) === 1);
-    if (this._welcomed) {
+    if (this._welcomed && this.transport === "sse") {
+      // A stream's channels are in its URL: open it again, from our position.
+      if (fresh.length || snapshot) this._reopenSse();
+    } else if (this._welcomed) {
       const send = snapshot ? list : fresh;
       if (send.length) this._send(this._subscribeFrame(send, snapshot, false));
     }
@@ -133,16 +153,20 @@ export class OdinWS {
         gone.push(pattern);
       }
     }
-    if (gone.length && this._welcomed) {
+    if (gone.length && this._welcomed && this.transport === "sse") {
+      this._reopenSse();
+    } else if (gone.length && this._welcomed) {
       this._send({ type: "unsubscribe", channels: gone, id: this._nextId++ });
     }
   }
 
-  // The transport. A WebSocket today; an SSE fallback (issue 16, /sse) slots in
-  // here: _open picks the transport, and both feed _onFrame and _onClosed.
+  // The transport: a WebSocket, or after SSE_AFTER_FAILURES WebSocket attempts
+  // that never opened, an EventSource on /sse. Both feed _onText and _onClosed.
   async _open() {
     clearTimeout(this._timer);
+    this.transport = this._useSse() ? "sse" : "websocket";
     this._setState("connecting");
+    if (this.transport === "sse") return this._openSse();
     let ws;
     try {
       const url = await this._urlWithToken();
@@ -159,16 +183,194 @@ export class OdinWS {
 
   /** The URL with `?token=` (browsers cannot set headers on a WebSocket). */
   async _urlWithToken() {
-    const given = this.options.token;
-    const token = typeof given === "function" ? await given() : given;
+    const token = await this._token();
     if (!token) return this.url;
     const url = new URL(this.url, globalThis.location?.href);
     url.searchParams.set("token", token);
     return url.toString();
   }
 
+  async _token() {
+    const given = this.options.token;
+    return typeof given === "function" ? await given() : given;
+  }
+
+  _useSse() {
+    const after = this.options.sseAfter ?? SSE_AFTER_FAILURES;
+    return this.options.sse !== false && typeof EventSource !== "undefined" && this._wsFailures >= after;
+  }
+
+  /**
+   * The stream's URL: `sseUrl`, else /sse beside the WebSocket URL (ws -> http,
+   * wss -> https), with the held channels, a snapshot when a subscription wants
+   * one, our position as `since` and the token.
+   */
+  async _sseUrl() {
+    let url;
+    if (this.options.sseUrl) {
+      url = new URL(this.options.sseUrl, globalThis.location?.href);
+    } else {
+      url = new URL(this.url, globalThis.location?.href);
+      url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+      url.pathname = "/sse";
+      url.search = "";
+      url.hash = "";
+    }
+    url.searchParams.set("channels", [...this._patterns.keys()].join(","));
+    if ([...this._subs].some((s) => s.active && s.snapshot)) url.searchParams.set("snapshot", "1");
+    if (this._epoch !== null && this._position !== null) {
+      url.searchParams.set("since", `${this._epoch}:${this._position}`);
+    }
+    const token = await this._token();
+    if (token) url.searchParams.set("token", token);
+    return url.toString();
+  }
+
+  async _openSse() {
+    if (this._patterns.size === 0) {
+      // Nothing to stream yet: the first subscribe opens it.
+      this._welcomed = true;
+      this._setState("open");
+      return;
+    }
+    let es;
+    try {
+      const url = await this._sseUrl();
+      if (this._stopped || this.transport !== "sse") return;
+      es = new EventSource(url);
+    } catch (error) {
+      this._onClosed({ code: 0, reason: String(error) });
+      return;
+    }
+    this._es = es;
+    es.addEventListener("subscribed", (e) => this._es === es && this._onSseSubscribed(e.data));
+    es.addEventListener("message", (e) => this._es === es && this._onSseMessage(e));
+    es.addEventListener("gap", (e) => this._es === es && this._onText(e.data));
+    es.onerror = () => {
+      if (this._es !== es) return;
+      if (es.readyState === EventSource.CLOSED) {
+        // Refused (a 4xx or 503 answer): our own backoff takes over.
+        this._onClosed({ code: 0, reason: "event stream refused" });
+      } else {
+        // The browser reconnects by itself, with Last-Event-ID.
+        this._welcomed = false;
+        clearTimeout(this._probeTimer);
+        this._setState("reconnecting", { delay: 0 });
+      }
+    };
+  }
+
+  /** The stream's first event: open, from our position when the server had it. */
+  _onSseSubscribed(text) {
+    let ack;
+    try {
+      ack = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const recovered = this._position !== null && ack.recovered !== false;
+    if (!recovered) {
+      this._lastSeq.clear();
+      this._position = null;
+      this._epoch = null;
+    }
+    const lost = this._everOpened && this._patterns.size > 0 && !recovered;
+    this._welcomed = true;
+    this._attempt = 0;
+    this._setState("open");
+    if (lost) {
+      this.options.onGap?.({ type: "gap", channels: [...this._patterns.keys()], reason: "reconnected" });
+    }
+    this._everOpened = true;
+    this._scheduleProbe();
+  }
+
+  /** A message event: its id (`<epoch>:<seq>`) names the epoch our position is in. */
+  _onSseMessage(event) {
+    const id = event.lastEventId ?? "";
+    const cut = id.lastIndexOf(":");
+    if (cut > 0) {
+      const epoch = id.slice(0, cut);
+      if (epoch !== this._epoch) {
+        this._lastSeq.clear();
+        this._position = null;
+        this._epoch = epoch;
+      }
+    }
+    this._onText(event.data);
+  }
+
+  /** Opens the stream again (new channels), once per turn however many changes. */
+  _reopenSse() {
+    if (this._sseReopen) return;
+    this._sseReopen = true;
+    queueMicrotask(() => {
+      this._sseReopen = false;
+      if (this.transport !== "sse" || this._stopped) return;
+      this._closeSse();
+      this._openSse();
+    });
+  }
+
+  _closeSse() {
+    const es = this._es;
+    this._es = null;
+    es?.close();
+  }
+
+  _scheduleProbe() {
+    clearTimeout(this._probeTimer);
+    if (this.transport !== "sse" || this._stopped) return;
+    this._probeTimer = setTimeout(() => this._probeWebSocket(), this.options.wsRetryMs ?? WS_RETRY_MS);
+  }
+
+  /**
+   * While on SSE: a WebSocket tried beside the stream. Its welcome means WebSocket
+   * works again; it takes over and resubscribes from our position (whatever the
+   * stream also delivered meanwhile is dropped by `seq`).
+   */
+  async _probeWebSocket() {
+    if (this.transport !== "sse" || this._stopped || this._probe) return;
+    let ws;
+    try {
+      ws = new WebSocket(await this._urlWithToken());
+    } catch {
+      this._scheduleProbe();
+      return;
+    }
+    this._probe = ws;
+    ws.onmessage = (event) => {
+      if (this._probe !== ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.type !== "welcome") return;
+      this._probe = null;
+      this._closeSse();
+      this._wsFailures = 0;
+      this.transport = "websocket";
+      this._ws = ws;
+      ws.onmessage = (e) => this._ws === ws && this._onText(e.data);
+      ws.onclose = (e) => this._ws === ws && this._onClosed(e);
+      this._onWelcome(frame);
+    };
+    ws.onclose = () => {
+      if (this._probe !== ws) return;
+      this._probe = null;
+      this._scheduleProbe();
+    };
+  }
+
   _stopTransport(code, reason) {
     clearInterval(this._pinger);
+    clearTimeout(this._probeTimer);
+    this._closeSse();
+    const probe = this._probe;
+    this._probe = null;
+    if (probe && probe.readyState <= WebSocket.OPEN) probe.close(1000, "");
     const ws = this._ws;
     this._ws = null;
     this._welcomed = false;
@@ -176,15 +378,22 @@ export class OdinWS {
   }
 
   _onClosed(event) {
+    const [wasWebSocket, opened] = [this.transport === "websocket", this._welcomed];
     this._stopTransport(1000, "");
     if (this._stopped) return;
+    // The browser shows a refused upgrade (404, 403, 503) only as a failed
+    // connection: attempts in a row that never opened lead to SSE.
+    if (wasWebSocket) this._wsFailures = opened ? 0 : this._wsFailures + 1;
     const draining = event.code === CLOSE_GOING_AWAY;
+    const toSse = wasWebSocket && this._useSse();
     // A drained connection was healthy: come back soon, spread like the server
-    // spread its closes. Anything else (refused, 503 on the upgrade: the browser
-    // shows us only a failed connection) backs off further on each attempt.
+    // spread its closes. A switch to SSE tries it at once. Anything else backs off
+    // further on each attempt.
     const delay = draining
       ? Math.random() * DRAIN_SPREAD_MS
-      : backoffDelay(this._attempt++);
+      : toSse
+        ? 0
+        : backoffDelay(this._attempt++);
     this._setState("reconnecting", { code: event.code, reason: event.reason, delay });
     this._timer = setTimeout(() => this._open(), delay);
   }
@@ -292,10 +501,13 @@ export class OdinWS {
     }
   }
 
+  /** Tells onState of a new state, or of the same one on another transport. */
   _setState(state, detail = {}) {
-    if (this.state === state && state !== "reconnecting") return;
+    const same = this.state === state && this._stateTransport === this.transport;
+    if (same && state !== "reconnecting") return;
     this.state = state;
-    this.options.onState?.(state, detail);
+    this._stateTransport = this.transport;
+    this.options.onState?.(state, { ...detail, transport: this.transport });
   }
 }
 

@@ -40,7 +40,7 @@ const c = new OdinWS("ws://127.0.0.1:{server_port}/ws", {{
 
 /// Publishes `channel` until the page's `list` has something: the subscription is
 /// then in place on the server.
-fn until_subscribed(server: &Server, chromium: &mut Chromium, channel: &str, list: &str) {
+pub fn until_subscribed(server: &Server, chromium: &mut Chromium, channel: &str, list: &str) {
     wait_for("the page's subscription", || {
         assert_eq!(server.publish(channel, "\"probe\"").status, 202);
         chromium.eval(&format!("(window.log?.{list}?.length ?? 0) > 0")) == Value::Bool(true)
@@ -48,7 +48,7 @@ fn until_subscribed(server: &Server, chromium: &mut Chromium, channel: &str, lis
 }
 
 /// What a subscription received, without the probes.
-fn received(chromium: &mut Chromium, list: &str) -> Vec<(String, Value)> {
+pub fn received(chromium: &mut Chromium, list: &str) -> Vec<(String, Value)> {
     let all = chromium.eval(&format!("log.{list}"));
     all.as_array()
         .unwrap()
@@ -207,14 +207,14 @@ fn page_resubscribes_after_a_drained_restart() {
 
 /// Publishes `feed.n` with a rising `n` to whichever server answers on the port,
 /// and remembers what was accepted in which phase (2: after the first server exited).
-struct Publisher {
-    phase: Arc<AtomicU64>,
+pub struct Publisher {
+    pub phase: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<(u64, u64)>>,
 }
 
 impl Publisher {
-    fn start(port: u16) -> Publisher {
+    pub fn start(port: u16) -> Publisher {
         let phase = Arc::new(AtomicU64::new(1));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (Arc::clone(&phase), Arc::clone(&stop));
@@ -246,7 +246,7 @@ impl Publisher {
         }
     }
 
-    fn stop(self) -> Vec<(u64, u64)> {
+    pub fn stop(self) -> Vec<(u64, u64)> {
         self.stop.store(true, SeqCst);
         self.thread.join().unwrap()
     }
