@@ -158,23 +158,12 @@ fn page_resubscribes_after_a_drained_restart() {
         "the page to reconnect",
         "log.states.filter((s) => s === 'open').length === 2",
     );
-    wait_for("messages after the restart", || {
-        let got = received(&mut chromium, "feed");
-        got.iter().filter(|(_, d)| d["phase"] == 2).count() >= 10
-    });
+    wait_for_phase(&mut chromium, 2, 10);
     let accepted = publisher.stop();
     drop(second);
 
-    let got: Vec<Value> = received(&mut chromium, "feed")
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    let numbers: Vec<u64> = got.iter().map(|d| d["n"].as_u64().unwrap()).collect();
-    assert!(
-        numbers.windows(2).all(|w| w[0] < w[1]),
-        "in order, no duplicate: {numbers:?}"
-    );
-    assert!(got.iter().any(|d| d["phase"] == 1), "{numbers:?}");
+    let got = feed_in_order(&mut chromium);
+    assert!(got.iter().any(|d| d["phase"] == 1), "{got:?}");
     // After the resubscribe, every message the new server took arrived.
     let after: Vec<u64> = got
         .iter()
@@ -203,6 +192,29 @@ fn page_resubscribes_after_a_drained_restart() {
         chromium.eval("log.gaps"),
         serde_json::json!(["reconnected"])
     );
+}
+
+/// Waits until the page's `feed` holds `count` messages of the publisher's `phase`.
+pub fn wait_for_phase(chromium: &mut Chromium, phase: u64, count: usize) {
+    wait_for(&format!("{count} messages of phase {phase}"), || {
+        let got = received(chromium, "feed");
+        got.iter().filter(|(_, d)| d["phase"] == phase).count() >= count
+    });
+}
+
+/// The publisher's payloads the page's `feed` received, checked to be in order
+/// with no duplicate.
+pub fn feed_in_order(chromium: &mut Chromium) -> Vec<Value> {
+    let got: Vec<Value> = received(chromium, "feed")
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    let numbers: Vec<u64> = got.iter().map(|d| d["n"].as_u64().unwrap()).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicate: {numbers:?}"
+    );
+    got
 }
 
 /// Publishes `feed.n` with a rising `n` to whichever server answers on the port,

@@ -3,11 +3,11 @@
 //! /sse works) gets its messages over SSE; once a server with a working WebSocket
 //! is back on the port, the page goes back to WebSocket and keeps receiving in order.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::chromium::{Chromium, serve_page};
-use crate::client::{Publisher, received, until_subscribed};
-use crate::support::{Server, wait_for};
+use crate::client::{Publisher, feed_in_order, until_subscribed, wait_for_phase};
+use crate::support::Server;
 
 fn page(server_port: u16) -> String {
     format!(
@@ -48,9 +48,7 @@ fn a_page_whose_websocket_is_refused_receives_over_sse_then_goes_back_to_websock
     );
 
     let publisher = Publisher::start(port);
-    wait_for("messages over SSE", || {
-        received(&mut chromium, "feed").len() >= 5
-    });
+    wait_for_phase(&mut chromium, 1, 5);
     first.signal(libc::SIGTERM);
     first.wait_exit();
     publisher
@@ -66,22 +64,11 @@ fn a_page_whose_websocket_is_refused_receives_over_sse_then_goes_back_to_websock
         0.0,
         "the stream is closed"
     );
-    wait_for("messages over WebSocket", || {
-        let got = received(&mut chromium, "feed");
-        got.iter().filter(|(_, d)| d["phase"] == 2).count() >= 10
-    });
+    wait_for_phase(&mut chromium, 2, 10);
     let accepted = publisher.stop();
     drop(second);
 
-    let got: Vec<Value> = received(&mut chromium, "feed")
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    let numbers: Vec<u64> = got.iter().map(|d| d["n"].as_u64().unwrap()).collect();
-    assert!(
-        numbers.windows(2).all(|w| w[0] < w[1]),
-        "in order, no duplicate: {numbers:?}"
-    );
+    let got = feed_in_order(&mut chromium);
     // Over SSE, every message the first server took from the first one seen.
     let before: Vec<u64> = got
         .iter()
