@@ -231,6 +231,7 @@ export class OdinWS {
       // Nothing to stream yet: the first subscribe opens it.
       this._welcomed = true;
       this._setState("open");
+      this._scheduleProbe();
       return;
     }
     let es;
