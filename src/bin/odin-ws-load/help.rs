@@ -184,7 +184,9 @@ Load run settings (summary on stderr, one JSON line on stdout):
 ",
     );
     table(&mut out, &load_rows());
-    out.push_str("\nPublish settings (payload {\"ts_us\":..,\"n\":..,\"pad\":..}):\n");
+    out.push_str(
+        "\nPublish settings (payload {\"ts_us\":..,\"n\":..,\"pad\":..}, or with PAYLOAD=market an order-book update):\n",
+    );
     table(&mut out, &publish_rows());
     out.push_str(
         "\nSubscribe: see odin-ws-load subscribe --help.
