@@ -10,6 +10,7 @@ pub mod channel;
 pub mod config;
 pub mod deflate;
 pub mod endpoints;
+pub mod grant;
 pub mod history;
 pub mod http;
 pub mod intake;
