@@ -4,6 +4,7 @@
 //! operators see, docs/DESIGN.md for the full contract as given; README.md for
 //! operating it.
 
+pub mod auth;
 pub mod broadcast;
 pub mod browser;
 pub mod channel;
