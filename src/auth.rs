@@ -1,20 +1,30 @@
 //! JWT connection tokens (DESIGN "Authentication"): the keys a token may be signed
 //! with (an HS256 secret, or PEM public keys for RS256/ES256, several during a key
-//! rotation), verification with the reason a token fails, and its claims turned into
-//! a `Grant`. Signatures are checked by the `jsonwebtoken` crate (ring underneath);
-//! nothing here does cryptography itself.
-//!
-//! Not wired into the server yet: see the branch's report (issue 15).
+//! rotation), where a request carries its token, verification with the reason a
+//! token fails, and its claims turned into a connection's `Session`. Signatures are
+//! checked by the `jsonwebtoken` crate (ring underneath); nothing here does
+//! cryptography itself. A token or secret is never formatted into a message.
 
 use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
 use crate::grant::Grant;
+use crate::http::{Request, Response};
 
 /// Shortest HS256 secret accepted: 32 bytes, the hash's own size (RFC 7518 3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// The cookie a browser may carry its token in.
+pub const TOKEN_COOKIE: &str = "odin_ws_token";
+/// The query parameter of the upgrade (or `/sse`) URL that may carry the token.
+pub const TOKEN_PARAM: &str = "token";
+/// How long before `exp` a connection is sent `token_expiring`.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30);
+/// An `exp` further away than this counts from here (so a huge one cannot
+/// overflow the clock).
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Why a token was refused; each is one `reason` label of the rejection metric.
 /// The client only ever sees 401 / `invalid_token`, never which check failed.
@@ -26,15 +36,18 @@ pub enum TokenError {
     BadSignature,
     Expired,
     NotYetValid,
+    /// A valid refresh token whose `sub` is not the connection's.
+    OtherSubject,
 }
 
 impl TokenError {
-    pub const ALL: [TokenError; 5] = [
+    pub const ALL: [TokenError; 6] = [
         TokenError::Missing,
         TokenError::Malformed,
         TokenError::BadSignature,
         TokenError::Expired,
         TokenError::NotYetValid,
+        TokenError::OtherSubject,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +57,7 @@ impl TokenError {
             TokenError::BadSignature => "bad_signature",
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
+            TokenError::OtherSubject => "other_subject",
         }
     }
 }
@@ -98,12 +112,21 @@ impl Claims {
 #[derive(Clone)]
 pub struct Keys {
     keys: Vec<(Algorithm, DecodingKey)>,
+    /// What they were made from (the secret, the PEM blocks), only to tell
+    /// whether a reload changed them; never shown.
+    material: Vec<u8>,
 }
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let algs: Vec<_> = self.keys.iter().map(|(a, _)| a).collect();
         write!(f, "Keys({algs:?})")
+    }
+}
+
+impl PartialEq for Keys {
+    fn eq(&self, other: &Keys) -> bool {
+        self.material == other.material
     }
 }
 
@@ -122,6 +145,7 @@ impl Keys {
                 Algorithm::HS256,
                 DecodingKey::from_secret(secret.as_bytes()),
             )],
+            material: secret.as_bytes().to_vec(),
         })
     }
 
@@ -129,7 +153,9 @@ impl Keys {
     /// one file are both accepted (rotation).
     pub fn from_pem(text: &str) -> Result<Keys, String> {
         let mut keys = Vec::new();
+        let mut material = Vec::new();
         for block in pem_blocks(text) {
+            material.extend_from_slice(block.as_bytes());
             let rsa = DecodingKey::from_rsa_pem(block.as_bytes());
             let key = match rsa {
                 Ok(k) => (Algorithm::RS256, k),
@@ -147,7 +173,27 @@ impl Keys {
         if keys.is_empty() {
             return Err("holds no PEM public key".to_string());
         }
-        Ok(Keys { keys })
+        Ok(Keys { keys, material })
+    }
+
+    /// Both sets: a token signed by a key of either is accepted.
+    pub fn merge(mut self, other: Keys) -> Keys {
+        self.keys.extend(other.keys);
+        self.material.extend(other.material);
+        self
+    }
+
+    /// For the start-up log: "HS256, RS256 x2".
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
+            match self.keys.iter().filter(|(a, _)| *a == alg).count() {
+                0 => {}
+                1 => parts.push(format!("{alg:?}")),
+                n => parts.push(format!("{alg:?} x{n}")),
+            }
+        }
+        parts.join(", ")
     }
 
     pub fn len(&self) -> usize {
@@ -193,6 +239,88 @@ impl Keys {
     }
 }
 
+/// Where a request carries its token, first found wins: `Authorization: Bearer`,
+/// then `?token=` (browsers cannot set headers on a WebSocket), then the
+/// `odin_ws_token` cookie. `None` when none is there.
+pub fn request_token(req: &Request) -> Option<String> {
+    if let Some(token) = req.header("Authorization").and_then(bearer) {
+        return Some(token.to_string());
+    }
+    if let Some(token) = req.query_param(TOKEN_PARAM).filter(|t| !t.is_empty()) {
+        return Some(token);
+    }
+    req.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Cookie"))
+        .flat_map(|(_, value)| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == TOKEN_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.trim_matches('"').to_string())
+}
+
+/// The token of an `Authorization: Bearer` header (the scheme in any case,
+/// RFC 7235); `None` for another scheme or an empty token.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("Bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The answer to a request without a valid token: which check failed is only
+/// counted, never told.
+pub fn unauthorized() -> Response {
+    Response::text(401, "a valid token is required\n").header("WWW-Authenticate", "Bearer")
+}
+
+/// Verifies the token a request carries.
+pub fn verify_request(keys: &Keys, req: &Request) -> Result<Claims, TokenError> {
+    keys.verify(&request_token(req).unwrap_or_default())
+}
+
+/// What an open connection may do, from its token's claims, until `expires_at`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Session {
+    pub sub: Option<String>,
+    pub grant: Grant,
+    /// The smaller of the claim and WS_MAX_SUBSCRIPTIONS.
+    pub max_subscriptions: usize,
+    pub expires_at: Instant,
+    /// When `token_expiring` is due; `None` once it was sent.
+    pub warn_at: Option<Instant>,
+}
+
+impl Session {
+    /// `now` is this turn's clock; `exp` is read against the wall clock.
+    pub fn new(claims: &Claims, server_max: usize, now: Instant) -> Session {
+        let expires_at = now + until_unix(claims.exp).min(MAX_LIFETIME);
+        Session {
+            sub: claims.sub.clone(),
+            grant: claims.subscribe_grant(),
+            max_subscriptions: claims.max_subscriptions(server_max),
+            expires_at,
+            warn_at: Some(
+                expires_at
+                    .checked_sub(EXPIRY_WARNING)
+                    .unwrap_or(now)
+                    .max(now),
+            ),
+        }
+    }
+
+    /// The next moment its timer must run: the warning, else the expiry.
+    pub fn next_deadline(&self) -> Instant {
+        self.warn_at.unwrap_or(self.expires_at)
+    }
+}
+
+/// How long from now until `secs` since the Unix epoch (zero when past).
+fn until_unix(secs: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(secs).saturating_sub(now)
+}
+
 /// Each `-----BEGIN ...-----` .. `-----END ...-----` block of a PEM text.
 fn pem_blocks(text: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -213,6 +341,12 @@ fn pem_blocks(text: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// Public keys for tests (their private halves were thrown away).
+#[cfg(test)]
+pub(crate) const TEST_RSA_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAw6sd57EpcgZBJaP3V2da\nkZPtzcM0KMH2vq/qlyekeLLcJHvFJiv6cqQhc+ZEtJbv79yA5afUJzP4JHcIIYjq\ns40q6rSTsQMlM/ouvlGSz8ZKPEDFQ8xAlUIUOwyaz1z87fGSG+8EIqcqjGqxb/Zm\nFMabFh7mpzU+cIhEiV+PXMz/R9K9Us+7uVCRLXeoyg+m3AWUftAfKKwz6c1Y+Klj\n8UZVbam9BBCTUzikM3PWqukOi2FTOMjMdeWHncFA8gAsAJ0UvKGnnVfEviHeiDhJ\nRN+NFlvifNT1qFGwGnWylL39KoiojNjSz1Gt061/VBC58mQXfp6fXaLwOTUS9jjU\naQIDAQAB\n-----END PUBLIC KEY-----\n";
+#[cfg(test)]
+pub(crate) const TEST_EC_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEnHgVgIEYnoesavxCSQIpszEvH2oy\nRJDFGM1tOU/2oXRbG/ivj4UNRBkGneLSv4d8LMHtDqdbFXYqGnuzbIlnKQ==\n-----END PUBLIC KEY-----\n";
 
 #[cfg(test)]
 mod tests {
@@ -300,6 +434,75 @@ mod tests {
             format!("{:?}", Keys::from_secret(SECRET).unwrap()),
             "Keys([HS256])"
         );
+    }
+
+    #[test]
+    fn a_key_file_may_hold_rsa_and_ec_keys() {
+        let both = format!("{TEST_RSA_PUBLIC_PEM}\n{TEST_EC_PUBLIC_PEM}");
+        let keys = Keys::from_pem(&both).unwrap();
+        assert_eq!(keys.describe(), "RS256, ES256");
+        assert_eq!(
+            Keys::from_pem(TEST_EC_PUBLIC_PEM).unwrap().describe(),
+            "ES256"
+        );
+        assert_ne!(keys, Keys::from_pem(TEST_RSA_PUBLIC_PEM).unwrap());
+        assert_eq!(keys, Keys::from_pem(&both).unwrap());
+        let all = Keys::from_secret(SECRET).unwrap().merge(keys);
+        assert_eq!(all.describe(), "HS256, RS256, ES256");
+        // An HS256 token is checked against the secret only, never against a
+        // public key used as an HMAC secret (algorithm confusion).
+        let token = hs(serde_json::json!({"exp": now() + 60}), SECRET);
+        assert!(all.verify(&token).is_ok());
+        let rsa_only = Keys::from_pem(TEST_RSA_PUBLIC_PEM).unwrap();
+        let forged = hs(serde_json::json!({"exp": now() + 60}), TEST_RSA_PUBLIC_PEM);
+        assert_eq!(rsa_only.verify(&forged), Err(TokenError::BadSignature));
+    }
+
+    fn request(head: &str) -> Request {
+        crate::http::parse_head(format!("GET /ws{head}\r\n\r\n").as_bytes())
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_then_the_query_then_the_cookie() {
+        let cases = [
+            (" HTTP/1.1\r\nAuthorization: Bearer h", Some("h")),
+            ("?token=q HTTP/1.1\r\nAuthorization: Bearer h", Some("h")),
+            ("?token=q HTTP/1.1\r\nAuthorization: Basic h", Some("q")),
+            ("?a=1&token=q%2Bx HTTP/1.1", Some("q+x")),
+            ("?token=q HTTP/1.1\r\nCookie: odin_ws_token=c", Some("q")),
+            (" HTTP/1.1\r\nCookie: a=b; odin_ws_token=c; d=e", Some("c")),
+            (" HTTP/1.1\r\nCookie: odin_ws_token=\"c\"", Some("c")),
+            (" HTTP/1.1\r\nCookie: other_token=c", None),
+            ("?token= HTTP/1.1\r\nAuthorization: Bearer ", None),
+        ];
+        for (head, want) in cases {
+            assert_eq!(request_token(&request(head)).as_deref(), want, "{head}");
+        }
+    }
+
+    #[test]
+    fn a_session_warns_30_seconds_before_exp_or_at_once() {
+        let t = Instant::now();
+        let claims = |exp| Claims {
+            exp,
+            nbf: None,
+            sub: Some("u".into()),
+            channels: vec!["a.>".into()],
+            deny: vec![],
+            max_subscriptions: Some(500),
+            publish: vec![],
+        };
+        let long = Session::new(&claims(now() + 600), 100, t);
+        let left = long.expires_at - t;
+        assert!(left > Duration::from_secs(598) && left <= Duration::from_secs(600));
+        assert_eq!(long.warn_at, Some(long.expires_at - EXPIRY_WARNING));
+        assert_eq!(long.max_subscriptions, 100);
+        let short = Session::new(&claims(now() + 5), 100, t);
+        assert_eq!(short.warn_at, Some(t), "less than 30 s left: at once");
+        let far = Session::new(&claims(u64::MAX), 100, t);
+        assert_eq!(far.expires_at - t, MAX_LIFETIME);
     }
 
     #[test]

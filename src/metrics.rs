@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::auth::TokenError;
 use crate::protocol::ErrorCode;
 
 /// Why a connection or upgrade was turned away.
@@ -173,6 +174,15 @@ pub struct Metrics {
     pub reads_paused: AtomicU64,
     /// Refused channels counted in an error frame but not named there.
     pub unlisted_channels: AtomicU64,
+    /// Tokens refused (401, or a refresh answered `invalid_token`), by reason.
+    auth_rejected: [AtomicU64; TokenError::ALL.len()],
+    /// SSE streams and POST /publish requests refused (403) for a channel outside
+    /// their token's grant.
+    pub auth_forbidden: AtomicU64,
+    /// Tokens replaced by a `refresh` on an open connection.
+    pub auth_refreshes: AtomicU64,
+    /// Connections and streams ended at their token's `exp`.
+    pub auth_expired: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
     pub ring_lag: AtomicU64,
@@ -265,6 +275,12 @@ impl Metrics {
     }
     pub fn drops(&self, why: DropReason) -> u64 {
         self.drops[why as usize].load(Relaxed)
+    }
+    pub fn auth_rejected(&self, why: TokenError) {
+        self.auth_rejected[why as usize].fetch_add(1, Relaxed);
+    }
+    pub fn auth_rejections(&self, why: TokenError) -> u64 {
+        self.auth_rejected[why as usize].load(Relaxed)
     }
     /// Counts an error frame by its code.
     pub fn client_error(&self, code: ErrorCode) {
@@ -519,6 +535,34 @@ const FAMILIES: &[Family] = &[
         "unlisted_channels_total",
         "Refused channels counted in an error frame but not named there (past the list's cap).",
         |m| &m.unlisted_channels,
+    ),
+    Family {
+        name: "auth_rejected_total",
+        kind: Kind::Counter,
+        help: "Tokens refused (401 before an upgrade, SSE stream or publish; invalid_token for a refresh), by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                TokenError::ALL
+                    .map(|r| (r.as_str(), m.auth_rejections(r)))
+                    .to_vec()
+            },
+        },
+    },
+    counter(
+        "auth_forbidden_total",
+        "SSE streams and POST /publish requests refused with 403 for a channel outside their token's grant.",
+        |m| &m.auth_forbidden,
+    ),
+    counter(
+        "auth_refreshes_total",
+        "Tokens replaced by a refresh on an open connection.",
+        |m| &m.auth_refreshes,
+    ),
+    counter(
+        "auth_expired_total",
+        "Connections (closed with 4001) and SSE streams ended at their token's exp.",
+        |m| &m.auth_expired,
     ),
     Family {
         name: "client_errors_total",

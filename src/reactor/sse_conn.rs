@@ -49,6 +49,7 @@ pub fn start<S>(
         last_pos: None,
         next_keep_alive: ctx.now + ctx.cfg.ping_interval,
         drain_at: None,
+        expires_at: None,
         _slot: slot,
         _client: SseClient::count(&ctx.shared),
     };

@@ -18,6 +18,8 @@ use super::conn::{Conn, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
+use super::token;
+use crate::auth::Session;
 use crate::broadcast::{data_frame, deflated_frame, text_frame};
 use crate::channel;
 use crate::deflate::Window;
@@ -264,7 +266,7 @@ fn on_message(
         send.push_own(echo_frame(text.as_bytes(), Data::Text, window, ctx));
         return None;
     }
-    answer_request(&text, &ws.subscriptions, send, ctx, out);
+    answer_request(&text, ws, send, ctx, out);
     None
 }
 
@@ -303,11 +305,13 @@ fn take_rate_token(ws: &mut WsConn, send: &mut SendQueue, ctx: &Context) -> Resu
 /// A text message of the client protocol.
 fn answer_request(
     text: &str,
-    held: &[Pattern],
+    ws: &mut WsConn,
     send: &mut SendQueue,
     ctx: &Context,
     out: &mut Effects,
 ) {
+    let held = &ws.subscriptions;
+    let session = ws.session.as_deref();
     match protocol::parse(text) {
         Err(e) => reply_error(send, ctx, e.code, &e.message, e.id.as_deref()),
         Ok(ClientMessage::Ping { id }) => {
@@ -318,20 +322,28 @@ fn answer_request(
             id,
             catch_up,
         }) => {
-            let change = Change::Subscribe(&catch_up);
+            let change = Change::Subscribe(&catch_up, session);
             change_subscriptions(change, &channels, id.as_deref(), held, send, ctx, out);
         }
         Ok(ClientMessage::Unsubscribe { channels, id }) => {
             let id = id.as_deref();
             change_subscriptions(Change::Unsubscribe, &channels, id, held, send, ctx, out);
         }
+        Ok(ClientMessage::Refresh { token, id }) => {
+            let held = held_patterns(held, out);
+            let id = id.as_deref();
+            if token::refresh(&mut ws.session, &held, &token, id, send, ctx, out) {
+                out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
+            }
+        }
     }
 }
 
 #[derive(Clone, Copy)]
 enum Change<'a> {
-    /// With what the subscriber asks for besides live messages.
-    Subscribe(&'a CatchUp),
+    /// With what the subscriber asks for besides live messages, and what its
+    /// token allows (None: JWT authentication is off).
+    Subscribe(&'a CatchUp, Option<&'a Session>),
     Unsubscribe,
 }
 
@@ -349,15 +361,23 @@ fn change_subscriptions(
 ) {
     let mut accepted = Vec::new();
     let mut invalid = RefusedChannels::default();
+    let mut forbidden = RefusedChannels::default();
     let mut over_limit = RefusedChannels::default();
-    let max = ctx.cfg.max_subscriptions;
+    let session = match change {
+        Change::Subscribe(_, session) => session,
+        Change::Unsubscribe => None,
+    };
+    let max = session.map_or(ctx.cfg.max_subscriptions, |s| s.max_subscriptions);
     for ch in channels {
         match (channel::validate_pattern(ch), change) {
             (Err(e), _) => invalid.add(ch, || e.to_string()),
-            (Ok(()), Change::Subscribe(_)) if !subscribe(ch, held, max, out) => {
+            (Ok(()), Change::Subscribe(..)) if session.is_some_and(|s| !s.grant.permits(ch)) => {
+                forbidden.add(ch, String::new);
+            }
+            (Ok(()), Change::Subscribe(..)) if !subscribe(ch, held, max, out) => {
                 over_limit.add(ch, String::new);
             }
-            (Ok(()), Change::Subscribe(_)) => accepted.push(ch.as_str()),
+            (Ok(()), Change::Subscribe(..)) => accepted.push(ch.as_str()),
             (Ok(()), Change::Unsubscribe) => {
                 unsubscribe(ch, held, out);
                 accepted.push(ch.as_str());
@@ -374,6 +394,14 @@ fn change_subscriptions(
         ctx,
     );
     reply_refusals(
+        ErrorCode::Forbidden,
+        token::FORBIDDEN,
+        &forbidden,
+        id,
+        send,
+        ctx,
+    );
+    reply_refusals(
         ErrorCode::TooManySubscriptions,
         &over,
         &over_limit,
@@ -385,7 +413,7 @@ fn change_subscriptions(
         return;
     }
     match change {
-        Change::Subscribe(catch_up) => {
+        Change::Subscribe(catch_up, _) => {
             catch_up::acknowledge(&accepted, id, catch_up, send, ctx, out);
         }
         Change::Unsubscribe => {
@@ -442,6 +470,20 @@ fn holds(held: &[Pattern], out: &Effects, pattern: &str) -> bool {
         _ => None,
     });
     pending.unwrap_or_else(|| held.iter().any(|p| **p == *pattern))
+}
+
+/// The patterns the connection holds once the changes listed so far this turn
+/// are applied.
+fn held_patterns(held: &[Pattern], out: &Effects) -> Vec<String> {
+    let mut now: Vec<String> = held.iter().map(|p| String::from(&**p)).collect();
+    for e in out {
+        match e {
+            Effect::Subscribe(p) => now.push(p.clone()),
+            Effect::Unsubscribe(p) => now.retain(|q| q != p),
+            _ => {}
+        }
+    }
+    now
 }
 
 /// How many patterns the connection holds once the listed changes are applied
