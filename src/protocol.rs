@@ -417,6 +417,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn refresh_carries_its_token_and_auth_replies_are_json() {
+        match parse(r#"{"type":"refresh","token":"a.b.c","id":4}"#).unwrap() {
+            ClientMessage::Refresh { token, id } => {
+                assert_eq!((token.as_str(), id.unwrap().get()), ("a.b.c", "4"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for text in [r#"{"type":"refresh"}"#, r#"{"type":"refresh","token":""}"#] {
+            assert_eq!(parse(text).unwrap_err().code, ErrorCode::InvalidToken);
+        }
+        // A token of the wrong type is not quoted back.
+        let e = parse(r#"{"type":"refresh","token":["secret-ish"]}"#).unwrap_err();
+        assert!(!e.message.contains("secret-ish"), "{}", e.message);
+        let id = RawValue::from_string("9".into()).unwrap();
+        assert_eq!(
+            token_expiring(1500),
+            r#"{"type":"token_expiring","in_ms":1500}"#
+        );
+        assert_eq!(refreshed(Some(&id)), r#"{"type":"refreshed","id":9}"#);
+        assert_eq!(
+            revoked(&["a.x", "b.*"], Some(&id)),
+            r#"{"type":"unsubscribed","channels":["a.x","b.*"],"reason":"forbidden","id":9}"#
+        );
+    }
+
     /// Found by `cargo fuzz run client_message`: an id holding a number out
     /// of `f64` range was echoed verbatim, and the reply was not valid JSON
     /// ("number out of range"). A lone surrogate escape is the same hole

@@ -166,3 +166,146 @@ pub fn refresh(
 
 /// The message of every refused refresh: which check failed is only counted.
 const INVALID_REFRESH: &str = "refresh refused: the token is not valid for this connection";
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    use super::*;
+    use crate::reactor::http_conn;
+    use crate::reactor::testing::{Wire, client_text, test_conn, test_context, upgrade_request};
+    use crate::reactor::ws_conn;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn auth_context() -> Context {
+        test_context(&[("WS_AUTH_JWT_SECRET", SECRET)])
+    }
+
+    fn token(exp_in: u64, sub: &str, channels: &[&str]) -> String {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + exp_in;
+        let claims = serde_json::json!({"exp": exp, "sub": sub, "channels": channels});
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        encode(&Header::default(), &claims, &key).unwrap()
+    }
+
+    /// The upgrade answered, its bytes taken.
+    fn open(ctx: &Context, headers: &str) -> (Conn<Wire>, Effects) {
+        let mut conn = test_conn(ctx, upgrade_request("/ws", headers));
+        let mut out = Effects::new();
+        http_conn::on_readable(&mut conn, ctx, &mut out);
+        (conn, out)
+    }
+
+    fn feed(conn: &mut Conn<Wire>, ctx: &Context, texts: &[&str]) -> Effects {
+        for t in texts {
+            conn.stream.give(&client_text(t));
+        }
+        let mut out = Effects::new();
+        ws_conn::on_readable(conn, ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn no_token_is_401_before_the_upgrade() {
+        let ctx = auth_context();
+        let (mut conn, out) = open(&ctx, "");
+        assert_eq!(out, [Effect::CloseAfterWrite]);
+        let text = String::from_utf8(conn.sent_bytes()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+        assert_eq!(ctx.shared.metrics.auth_rejections(TokenError::Missing), 1);
+        assert!(matches!(conn.state, State::Closing(_) | State::Http(_)));
+    }
+
+    #[test]
+    fn a_refresh_in_the_same_read_as_a_subscribe_revokes_it() {
+        let ctx = auth_context();
+        let bearer = format!("Authorization: Bearer {}\r\n", token(60, "u", &["a.*"]));
+        let (mut conn, _) = open(&ctx, &bearer);
+        conn.sent_bytes();
+        let narrow = token(60, "u", &["b.*"]);
+        let refresh = format!(r#"{{"type":"refresh","token":"{narrow}","id":2}}"#);
+        let out = feed(
+            &mut conn,
+            &ctx,
+            &[
+                r#"{"type":"subscribe","channels":["a.x","b.x"],"id":1}"#,
+                &refresh,
+            ],
+        );
+        let State::Ws(ws) = &conn.state else {
+            panic!("closed");
+        };
+        let wake = Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout));
+        let expected = [
+            Effect::Subscribe("a.x".into()),
+            Effect::Unsubscribe("a.x".into()),
+            wake,
+            Effect::Flush,
+        ];
+        assert_eq!(out, expected);
+        let kinds: Vec<_> = conn
+            .sent_json()
+            .iter()
+            .map(|r| (r["type"].clone(), r["channels"].clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("error".into(), serde_json::json!(["b.x"])),
+                ("subscribed".into(), serde_json::json!(["a.x"])),
+                ("unsubscribed".into(), serde_json::json!(["a.x"])),
+                ("refreshed".into(), serde_json::Value::Null),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_timer_warns_then_closes_with_4001() {
+        let mut ctx = auth_context();
+        let bearer = format!("Authorization: Bearer {}\r\n", token(100, "u", &["a"]));
+        let (mut conn, _) = open(&ctx, &bearer);
+        conn.sent_bytes();
+        let State::Ws(ws) = &conn.state else {
+            panic!("not upgraded");
+        };
+        let session = ws.session.as_deref().unwrap();
+        let (warn_at, expires_at) = (session.warn_at.unwrap(), session.expires_at);
+        assert_eq!(expires_at - warn_at, auth::EXPIRY_WARNING);
+        let mut out = Effects::new();
+        ctx.now = warn_at;
+        assert!(!on_timer(&mut conn, &ctx, &mut out));
+        assert_eq!(out, [Effect::Flush]);
+        let warning = &conn.sent_json()[0];
+        assert_eq!(warning["type"], "token_expiring");
+        assert_eq!(warning["in_ms"], 30_000);
+        out.clear();
+        ctx.now = expires_at - Duration::from_millis(1);
+        assert!(!on_timer(&mut conn, &ctx, &mut out), "warned once");
+        assert!(out.is_empty() && conn.sent_json().is_empty());
+        ctx.now = expires_at;
+        assert!(on_timer(&mut conn, &ctx, &mut out));
+        let close = Effect::Close(CloseCode::Library(TOKEN_EXPIRED), "token expired");
+        assert_eq!(out, [close]);
+        assert_eq!(ctx.shared.metrics.auth_expired.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn without_auth_nothing_changes_and_refresh_is_refused() {
+        let ctx = test_context(&[]);
+        let (mut conn, _) = open(&ctx, "");
+        assert!(matches!(&conn.state, State::Ws(ws) if ws.session.is_none()));
+        conn.sent_bytes();
+        let mut out = Effects::new();
+        assert!(!on_timer(&mut conn, &ctx, &mut out));
+        let out = feed(&mut conn, &ctx, &[r#"{"type":"refresh","token":"x.y.z"}"#]);
+        assert_eq!(out, [Effect::Flush]);
+        assert_eq!(conn.sent_json()[0]["code"], "invalid_token");
+    }
+}
