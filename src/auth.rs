@@ -419,6 +419,25 @@ mod tests {
         }
     }
 
+    /// GHSA-h395-gr6q-cpjc (CVE-2026-25537): jsonwebtoken before 10.3 skips the
+    /// `nbf` (or an unrequired `exp`) check when the claim has the wrong JSON
+    /// type. `Claims` reads both as numbers, so such a token fails as malformed.
+    #[test]
+    fn a_claim_of_the_wrong_type_fails_the_token() {
+        let keys = Keys::from_secret(SECRET).unwrap();
+        let t = now();
+        for claims in [
+            serde_json::json!({"exp": t + 60, "nbf": "99999999999"}),
+            serde_json::json!({"exp": t + 60, "nbf": [1]}),
+            serde_json::json!({"exp": "never"}),
+            serde_json::json!({"exp": t + 60, "channels": "a.>"}),
+            serde_json::json!({"exp": t + 60, "max_subscriptions": -1}),
+        ] {
+            let token = hs(claims.clone(), SECRET);
+            assert_eq!(keys.verify(&token), Err(TokenError::Malformed), "{claims}");
+        }
+    }
+
     #[test]
     fn short_secrets_and_empty_key_files_are_refused_without_echoing_them() {
         let err = Keys::from_secret("short-secret").unwrap_err();

@@ -15,6 +15,8 @@ mod assets;
 mod chromium;
 #[path = "browser/client.rs"]
 mod client;
+#[path = "browser/refresh.rs"]
+mod refresh;
 #[path = "browser/replay.rs"]
 mod replay;
 #[path = "browser/status.rs"]

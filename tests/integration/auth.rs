@@ -132,6 +132,11 @@ fn every_rejection_reason_is_401_alike_and_counted() {
         ("malformed", "not-a-jwt".to_string()),
         ("malformed", hs(&json!({"sub": "no exp"}))),
         ("malformed", hs(&json!({"exp": "soon"}))),
+        // GHSA-h395-gr6q-cpjc: a string nbf must not skip the nbf check.
+        (
+            "malformed",
+            hs(&json!({"exp": t + 60, "nbf": "99999999999"})),
+        ),
         (
             "bad_signature",
             hs_with(&json!({"exp": t + 60}), "another-secret-another-secret-xyz"),
