@@ -437,6 +437,13 @@ mod tests {
         assert_eq!(&reply[..], b"event: gap\ndata: {}\n\n");
     }
 
+    /// A message that deflates well: repetitive market-data JSON.
+    fn compressible(seq: u64) -> Broadcast {
+        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
+        let body = MessageBody::new("a.b", json.as_bytes());
+        Broadcast::new(0, seq, "a.b", body, Instant::now())
+    }
+
     fn deflate(window: Window, counters: &Arc<CompressionCounters>) -> Form {
         Form::Deflated(Deflate {
             window,
@@ -448,14 +455,7 @@ mod tests {
     #[test]
     fn the_deflated_copy_is_built_once_per_window_and_small_frames_stay_plain() {
         let counters = Arc::new(CompressionCounters::default());
-        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
-        let b = Broadcast::new(
-            0,
-            1,
-            "a.b",
-            MessageBody::new("a.b", json.as_bytes()),
-            Instant::now(),
-        );
+        let b = compressible(1);
         let full = deflate(Window::Full, &counters);
         let first = full.message(&b);
         assert_eq!(first[0], 0xc1, "FIN, RSV1, text");
@@ -486,14 +486,7 @@ mod tests {
     #[test]
     fn flagged_variants_are_deflated_once_and_carry_the_flag() {
         let counters = Arc::new(CompressionCounters::default());
-        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
-        let b = Broadcast::new(
-            0,
-            9,
-            "a.b",
-            MessageBody::new("a.b", json.as_bytes()),
-            Instant::now(),
-        );
+        let b = compressible(9);
         for window in Window::ALL {
             let form = deflate(window, &counters);
             for (frame, flag) in [
