@@ -3,10 +3,12 @@
 //! summed per worker turn before they get here.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::auth::TokenError;
+use crate::broadcast::CompressionCounters;
 use crate::protocol::ErrorCode;
 
 /// Why a connection or upgrade was turned away.
@@ -192,11 +194,8 @@ pub struct Metrics {
     pub held_writes: AtomicU64,
     /// Open WebSocket connections that negotiated permessage-deflate.
     pub compressing_connections: AtomicU64,
-    /// Deflated frames built: one per broadcast and window class, one per echo.
-    pub compressed_frames: AtomicU64,
-    /// Payload bytes of those frames before and after deflate.
-    pub compression_bytes_in: AtomicU64,
-    pub compression_bytes_out: AtomicU64,
+    /// Deflated frames built and their bytes, shared with the connections' forms.
+    pub compression: Arc<CompressionCounters>,
     /// Compressed client messages inflated.
     pub inflated_messages: AtomicU64,
     pub nats_connected: AtomicU64,
@@ -615,18 +614,18 @@ const FAMILIES: &[Family] = &[
     ),
     counter(
         "compressed_frames_total",
-        "Deflated frames built (once per broadcast and window class, shared by every compressing subscriber; once per echoed message).",
-        |m| &m.compressed_frames,
+        "Deflated frames built (once per broadcast, flag and window class, shared by every compressing subscriber; once per echoed message).",
+        |m| &m.compression.frames,
     ),
     counter(
         "compression_bytes_in_total",
         "Payload bytes of the deflated frames before compression.",
-        |m| &m.compression_bytes_in,
+        |m| &m.compression.bytes_in,
     ),
     counter(
         "compression_bytes_out_total",
         "Payload bytes of the deflated frames after compression.",
-        |m| &m.compression_bytes_out,
+        |m| &m.compression.bytes_out,
     ),
     counter(
         "inflated_messages_total",

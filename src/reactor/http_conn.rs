@@ -2,6 +2,7 @@
 //! WebSocket or with one of the plain endpoints (then closing).
 
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tungstenite::Bytes;
@@ -12,7 +13,7 @@ use super::conn::{Compressing, Conn, RateLimit, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use super::token;
 use crate::auth::Session;
-use crate::broadcast::text_frame;
+use crate::broadcast::{Deflate, Form, text_frame};
 use crate::deflate::inbound::Inbound;
 use crate::deflate::{self, Agreed};
 use crate::endpoints;
@@ -239,7 +240,13 @@ fn upgrade<S>(conn: &mut Conn<S>, ctx: &Context, opening: Opening, out: &mut Eff
         );
         conn.send.push_own(text_frame(welcome.into_bytes()));
     }
-    conn.send.window = deflate.map(|d| d.window());
+    if let Some(d) = &deflate {
+        conn.send.set_form(Form::Deflated(Deflate {
+            window: d.window(),
+            min_bytes: ctx.cfg.compression_min_bytes,
+            counters: Arc::clone(&ctx.shared.metrics.compression),
+        }));
+    }
     let mut ws = open_websocket(ctx, echo, leftover, slot, deflate.is_some());
     ws.session = session;
     out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));

@@ -20,9 +20,8 @@ use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
 use super::token;
 use crate::auth::Session;
-use crate::broadcast::{data_frame, deflated_frame, text_frame};
+use crate::broadcast::{Form, data_frame, deflated_frame, text_frame};
 use crate::channel;
-use crate::deflate::Window;
 use crate::deflate::inbound::Failure;
 use crate::protocol::{self, CatchUp, ClientMessage, ErrorCode, RefusedChannels};
 
@@ -240,7 +239,7 @@ fn on_message(
     let text = match msg {
         Message::Text(text) => text,
         Message::Binary(data) if ws.echo => {
-            send.push_own(echo_frame(&data, Data::Binary, send.window, ctx));
+            send.push_own(echo_frame(&data, Data::Binary, send.form(), ctx));
             return None;
         }
         Message::Binary(_) => {
@@ -262,8 +261,8 @@ fn on_message(
         Err(ending) => return Some(ending),
     }
     if ws.echo {
-        let window = send.window;
-        send.push_own(echo_frame(text.as_bytes(), Data::Text, window, ctx));
+        let frame = echo_frame(text.as_bytes(), Data::Text, send.form(), ctx);
+        send.push_own(frame);
         return None;
     }
     answer_request(&text, ws, send, ctx, out);
@@ -272,10 +271,10 @@ fn on_message(
 
 /// The echo of a message: deflated for a compressing connection (at least
 /// WS_COMPRESSION_MIN_BYTES), as broadcasts are.
-fn echo_frame(payload: &[u8], data: Data, window: Option<Window>, ctx: &Context) -> Bytes {
-    match window {
-        Some(w) if payload.len() >= ctx.cfg.compression_min_bytes => {
-            deflated_frame(payload, data, w, &ctx.shared.metrics)
+fn echo_frame(payload: &[u8], data: Data, form: &Form, ctx: &Context) -> Bytes {
+    match form {
+        Form::Deflated(d) if payload.len() >= d.min_bytes => {
+            deflated_frame(payload, data, d.window, &ctx.shared.metrics.compression)
         }
         _ => data_frame(payload.to_vec(), data),
     }
