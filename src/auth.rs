@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
+use crate::channel::validate_pattern;
 use crate::grant::Grant;
 use crate::http::{Request, Response};
 
@@ -99,6 +100,15 @@ impl Claims {
             allow: self.publish.clone(),
             deny: Vec::new(),
         }
+    }
+
+    /// Whether every pattern of the grants is one: a mistyped one (`a.>.b`)
+    /// could otherwise grant more than meant, so it fails the whole token.
+    fn patterns_are_valid(&self) -> bool {
+        [&self.channels, &self.deny, &self.publish]
+            .into_iter()
+            .flatten()
+            .all(|p| validate_pattern(p).is_ok())
     }
 
     /// The subscription limit: the smaller of the claim and the server's.
@@ -218,7 +228,8 @@ impl Keys {
             validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp"]);
             match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) if data.claims.patterns_are_valid() => return Ok(data.claims),
+                Ok(_) => return Err(TokenError::Malformed),
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature => worst = TokenError::BadSignature,
                     // Past the signature: the same answer from every key.
@@ -432,6 +443,10 @@ mod tests {
             serde_json::json!({"exp": "never"}),
             serde_json::json!({"exp": t + 60, "channels": "a.>"}),
             serde_json::json!({"exp": t + 60, "max_subscriptions": -1}),
+            // Not patterns: `a.>.b` would otherwise grant all of `a.>`.
+            serde_json::json!({"exp": t + 60, "channels": ["a.>.b"]}),
+            serde_json::json!({"exp": t + 60, "channels": ["a"], "deny": ["a..b"]}),
+            serde_json::json!({"exp": t + 60, "publish": [""]}),
         ] {
             let token = hs(claims.clone(), SECRET);
             assert_eq!(keys.verify(&token), Err(TokenError::Malformed), "{claims}");
