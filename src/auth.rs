@@ -165,6 +165,13 @@ impl Keys {
         let mut keys = Vec::new();
         let mut material = Vec::new();
         for block in pem_blocks(text) {
+            if block.lines().next().is_some_and(|l| l.contains("PRIVATE")) {
+                // A signing key has no business on the server; its public half
+                // is what verifies.
+                return Err(
+                    "holds a private key: give the public key (openssl pkey -pubout)".into(),
+                );
+            }
             material.extend_from_slice(block.as_bytes());
             let rsa = DecodingKey::from_rsa_pem(block.as_bytes());
             let key = match rsa {
@@ -464,6 +471,10 @@ mod tests {
         );
         let bad = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         assert!(Keys::from_pem(bad).is_err());
+        let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let err = Keys::from_pem(private).unwrap_err();
+        assert!(err.starts_with("holds a private key"), "{err}");
+        assert!(!err.contains("AAAA"), "{err}");
         assert_eq!(
             format!("{:?}", Keys::from_secret(SECRET).unwrap()),
             "Keys([HS256])"
