@@ -107,9 +107,10 @@ fn publish_state(cfg: &Config) -> String {
         (None, Some(_)) => "Bearer JWT with a publish claim",
         (Some(_), Some(_)) => "Bearer WS_PUBLISH_TOKEN or a JWT with a publish claim",
     };
-    let into = match cfg.nats_urls.is_empty() {
-        true => "into this instance",
-        false => "through NATS",
+    let into = if cfg.nats_urls.is_empty() {
+        "into this instance"
+    } else {
+        "through NATS"
     };
     format!("POST /publish on ({who}), {into}")
 }

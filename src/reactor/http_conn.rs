@@ -127,12 +127,13 @@ fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route 
     match upgrade::check_upgrade(req, &ctx.cfg.allowed_origins, admission) {
         Ok(()) => {
             // The conformance echo needs no token.
-            let session = match is_echo {
-                true => None,
-                false => match token::admit(ctx, req) {
+            let session = if is_echo {
+                None
+            } else {
+                match token::admit(ctx, req) {
                     Ok(session) => session,
                     Err(resp) => return Route::Respond(resp),
-                },
+                }
             };
             let deflate = deflate::negotiate(req, ctx.cfg.compression);
             let extensions = deflate.map(|d| d.header_value());
