@@ -17,8 +17,9 @@ use crate::chromium::Chromium;
 use crate::support::{Server, wait_for};
 
 const SECRET: &str = "browser-test-secret-of-at-least-32-bytes";
-/// Seconds the first token lives: under the 30 s warning, so it comes at once.
-const FIRST_LIFETIME: u64 = 6;
+/// Seconds the first token lives: under the 30 s warning, so it comes at once, and
+/// long enough for a loaded machine to start the page and connect with it.
+const FIRST_LIFETIME: u64 = 12;
 
 fn now() -> u64 {
     SystemTime::now()
