@@ -164,7 +164,7 @@ impl Keys {
     pub fn from_pem(text: &str) -> Result<Keys, String> {
         let mut keys = Vec::new();
         let mut material = Vec::new();
-        for block in pem_blocks(text) {
+        for block in pem_blocks(text)? {
             if block.lines().next().is_some_and(|l| l.contains("PRIVATE")) {
                 // A signing key has no business on the server; its public half
                 // is what verifies.
@@ -339,25 +339,25 @@ fn until_unix(secs: u64) -> Duration {
     Duration::from_secs(secs).saturating_sub(now)
 }
 
-/// Each `-----BEGIN ...-----` .. `-----END ...-----` block of a PEM text.
-fn pem_blocks(text: &str) -> Vec<String> {
+/// Each `-----BEGIN ...-----` .. `-----END ...-----` block of a PEM text, found
+/// wherever the markers are: `cat old.pem new.pem` of a file without a final
+/// newline glues an END and the next BEGIN on one line, and that key must not be
+/// lost. A block without its END is an error.
+fn pem_blocks(text: &str) -> Result<Vec<&str>, String> {
+    const BEGIN: &str = "-----BEGIN ";
+    const END: &str = "-----END ";
+    const DASHES: &str = "-----";
+    let unterminated = || "holds a PEM block without its END line".to_string();
     let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with("-----BEGIN ") {
-            current = Some(String::new());
-        }
-        if let Some(block) = current.as_mut() {
-            block.push_str(line);
-            block.push('\n');
-        }
-        if line.starts_with("-----END ")
-            && let Some(block) = current.take()
-        {
-            blocks.push(block);
-        }
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let block = &rest[start..];
+        let end = block.find(END).ok_or_else(unterminated)? + END.len();
+        let close = block[end..].find(DASHES).ok_or_else(unterminated)? + end + DASHES.len();
+        blocks.push(&block[..close]);
+        rest = &block[close..];
     }
-    blocks
+    Ok(blocks)
 }
 
 /// Public keys for tests (their private halves were thrown away).
@@ -554,8 +554,14 @@ mod tests {
     fn pem_blocks_are_split() {
         let text =
             "x\n-----BEGIN A-----\n1\n-----END A-----\n-----BEGIN B-----\n2\n-----END B-----\n";
-        let blocks = pem_blocks(text);
+        let blocks = pem_blocks(text).unwrap();
         assert_eq!(blocks.len(), 2);
-        assert!(blocks[1].contains("\n2\n"));
+        assert_eq!(blocks[1], "-----BEGIN B-----\n2\n-----END B-----");
+        let glued = "-----BEGIN A-----\n1\n-----END A----------BEGIN B-----\n2\n-----END B-----";
+        assert_eq!(pem_blocks(glued).unwrap().len(), 2);
+        assert!(pem_blocks("-----BEGIN A-----\n1\n").is_err());
+        // Two keys glued as `cat` glues a file without its last newline.
+        let both = format!("{}{}", TEST_RSA_PUBLIC_PEM.trim_end(), TEST_EC_PUBLIC_PEM);
+        assert_eq!(Keys::from_pem(&both).unwrap().describe(), "RS256, ES256");
     }
 }
