@@ -297,6 +297,37 @@ mod tests {
     }
 
     #[test]
+    fn many_revoked_subscriptions_are_told_in_frames_of_64() {
+        let ctx = test_context(&[
+            ("WS_AUTH_JWT_SECRET", SECRET),
+            ("WS_MAX_SUBSCRIPTIONS", "200"),
+        ]);
+        let bearer = format!("Authorization: Bearer {}\r\n", token(60, "u", &[">"]));
+        let (mut conn, _) = open(&ctx, &bearer);
+        conn.sent_bytes();
+        let channels: Vec<String> = (0..150).map(|i| format!("c.{i}")).collect();
+        let subscribe = serde_json::json!({"type": "subscribe", "channels": channels});
+        let refresh = serde_json::json!({"type": "refresh", "token": token(60, "u", &["d.*"])});
+        let out = feed(
+            &mut conn,
+            &ctx,
+            &[&subscribe.to_string(), &refresh.to_string()],
+        );
+        let dropped = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Unsubscribe(_)))
+            .count();
+        assert_eq!(dropped, 150);
+        let sizes: Vec<usize> = conn
+            .sent_json()
+            .iter()
+            .filter(|r| r["type"] == "unsubscribed")
+            .map(|r| r["channels"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [64, 64, 22]);
+    }
+
+    #[test]
     fn without_auth_nothing_changes_and_refresh_is_refused() {
         let ctx = test_context(&[]);
         let (mut conn, _) = open(&ctx, "");
