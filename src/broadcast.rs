@@ -2,6 +2,7 @@
 //! frame that every matching connection shares by reference, and into a
 //! Server-Sent Events form on first need, which every SSE stream shares.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -11,9 +12,11 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::deflate::{Window, codec};
-use crate::metrics::Metrics;
 
-/// A broadcast as it sits in the ring.
+/// A broadcast as it sits in the ring (and, for resume, in history): the frame
+/// and what finds it. Every other form of the message is derived from the frame's
+/// JSON on first need and kept in `forms`, so a message nobody needs another way
+/// costs its frame and this struct, nothing more.
 #[derive(Debug)]
 pub struct Broadcast {
     /// Position in the ring (unique, increasing); connections dedupe on it.
@@ -23,18 +26,58 @@ pub struct Broadcast {
     pub channel: Box<str>,
     /// `{"type":"message",...}` framed as one unmasked text frame.
     pub frame: Bytes,
-    /// The same message flagged `"conflated":true`, encoded on first need.
-    conflated: OnceLock<Bytes>,
-    /// The same message flagged `"snapshot":true`, encoded on first need.
-    snapshot: OnceLock<Bytes>,
-    /// The SSE events of this message, built when the first SSE stream needs them.
-    sse: OnceLock<Box<SseForms>>,
-    /// `frame` deflated (RSV1 set), one per window class (`Window as usize`),
-    /// built when the first compressing subscriber of that class needs it.
-    deflated: [OnceLock<Bytes>; 3],
     /// When the message entered the server (NATS receipt or HTTP publish).
     pub received_at: Instant,
-    body: MessageBody,
+    /// Where in the frame's JSON a flag (`,"conflated":true`) goes: after `seq`.
+    flag_at: u32,
+    /// `frame` deflated for the default window class, the one nearly every
+    /// compressing client uses (kept here, so it needs no `forms`).
+    deflated_full: OnceLock<Bytes>,
+    /// The other forms, built when a connection first needs one.
+    forms: OnceLock<Box<Forms>>,
+}
+
+/// A message's variants: flagged, deflated for the other window classes, and as
+/// SSE events. Each is built once, by the first connection that needs it (any
+/// worker), and shared by every other.
+#[derive(Debug, Default)]
+struct Forms {
+    /// The conflated and the snapshot frame (`Flag as usize - 1`).
+    flagged: [OnceLock<Bytes>; 2],
+    /// Deflated copies of the plain frame for the Short and Rle classes.
+    deflated: [OnceLock<Bytes>; 2],
+    /// Deflated copies of the flagged frames, by flag and window class (rare:
+    /// slow consumers and snapshots of compressing clients).
+    flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 3]; 2]>>,
+    sse: OnceLock<SseForms>,
+}
+
+/// A broadcast's SSE events by flag, all with the epoch the first SSE stream
+/// asked with.
+#[derive(Debug)]
+struct SseForms {
+    epoch: Arc<str>,
+    events: [OnceLock<Bytes>; 3],
+}
+
+/// Which variant of a message a connection takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    Plain,
+    /// Older messages of the channel were dropped for a slow consumer.
+    Conflated,
+    /// The channel's latest message, sent at subscribe.
+    Snapshot,
+}
+
+impl Flag {
+    fn json(self) -> &'static str {
+        match self {
+            Flag::Plain => "",
+            Flag::Conflated => ",\"conflated\":true",
+            Flag::Snapshot => ",\"snapshot\":true",
+        }
+    }
 }
 
 /// The parts of the JSON message that do not depend on `seq` (the payload checked
@@ -78,92 +121,75 @@ impl MessageBody {
         OVERHEAD + SEQ_DIGITS + FRAME_HEADER + self.channel_json.len() + self.data_json.len()
     }
 
-    /// The `message` JSON; `flag` is "" or `,"name":true`.
-    fn json(&self, seq: u64, flag: &str) -> String {
-        format!(
-            "{{\"type\":\"message\",\"channel\":{},\"seq\":{seq}{flag},\"data\":{}}}",
-            self.channel_json, self.data_json
-        )
-    }
-
-    fn encode(&self, seq: u64, flag: &str) -> Bytes {
-        text_frame(self.json(seq, flag).into_bytes())
-    }
-
-    /// The same JSON as an SSE `message` event with `id: <epoch>:<seq>`.
-    fn encode_sse(&self, epoch: &str, seq: u64, flag: &str) -> Bytes {
-        let id = format!("{epoch}:{seq}");
-        Bytes::from(crate::sse::event(
-            Some(&id),
-            "message",
-            &self.json(seq, flag),
-        ))
+    /// The `message` JSON, and where in it a flag goes.
+    fn json(&self, seq: u64) -> (String, usize) {
+        let head = format!(
+            "{{\"type\":\"message\",\"channel\":{},\"seq\":{seq}",
+            self.channel_json
+        );
+        let flag_at = head.len();
+        (head + ",\"data\":" + &self.data_json + "}", flag_at)
     }
 }
 
-/// A broadcast's SSE events: the message, and its conflated and snapshot variants
-/// (those on first need), all with the epoch the first SSE stream asked with.
-#[derive(Debug)]
-struct SseForms {
-    epoch: Arc<str>,
-    message: Bytes,
-    conflated: OnceLock<Bytes>,
-    snapshot: OnceLock<Bytes>,
-}
-
-/// How a connection's queue carries broadcasts and replies: WebSocket text frames,
-/// or SSE events whose ids name `epoch`.
+/// How a connection's queue carries broadcasts and replies: WebSocket text frames
+/// (deflated ones for a compressing connection), or SSE events whose ids name
+/// `epoch`.
 #[derive(Clone, Debug, Default)]
 pub enum Form {
     #[default]
     WebSocket,
+    Deflated(Deflate),
     Sse(Arc<str>),
+}
+
+/// What a compressing connection agreed to: its window class; messages whose JSON
+/// has at least `min_bytes` go as that class's shared deflated copy.
+#[derive(Clone, Debug)]
+pub struct Deflate {
+    pub window: Window,
+    pub min_bytes: usize,
+    pub counters: Arc<CompressionCounters>,
 }
 
 impl Form {
     /// The broadcast as this form carries it, shared with every connection of the form.
     pub fn message(&self, b: &Broadcast) -> Bytes {
-        match self {
-            Form::WebSocket => b.frame.clone(),
-            Form::Sse(epoch) => b.sse(epoch).message.clone(),
-        }
+        self.variant(b, Flag::Plain)
     }
 
-    /// Bytes of `message(b)`, without taking a reference.
+    /// Bytes of the plain frame or event: what the queue bounds count for `b`
+    /// (for a compressing connection, the uncompressed frame: an upper bound).
     pub fn len_of(&self, b: &Broadcast) -> usize {
         match self {
-            Form::WebSocket => b.frame.len(),
-            Form::Sse(epoch) => b.sse(epoch).message.len(),
+            Form::WebSocket | Form::Deflated(_) => b.frame.len(),
+            Form::Sse(epoch) => b.sse_event(epoch, Flag::Plain).len(),
         }
     }
 
     /// The message flagged `"conflated":true`.
     pub fn conflated(&self, b: &Broadcast) -> Bytes {
-        match self {
-            Form::WebSocket => b.conflated_frame(),
-            Form::Sse(epoch) => {
-                let f = b.sse(epoch);
-                let e = &f.epoch;
-                let flag = ",\"conflated\":true";
-                f.conflated
-                    .get_or_init(|| b.body.encode_sse(e, b.seq, flag))
-                    .clone()
-            }
-        }
+        self.variant(b, Flag::Conflated)
     }
 
     /// The message flagged `"snapshot":true`.
     pub fn snapshot(&self, b: &Broadcast) -> Bytes {
+        self.variant(b, Flag::Snapshot)
+    }
+
+    fn variant(&self, b: &Broadcast, flag: Flag) -> Bytes {
         match self {
-            Form::WebSocket => b.snapshot_frame(),
-            Form::Sse(epoch) => {
-                let f = b.sse(epoch);
-                let e = &f.epoch;
-                let flag = ",\"snapshot\":true";
-                f.snapshot
-                    .get_or_init(|| b.body.encode_sse(e, b.seq, flag))
-                    .clone()
-            }
+            Form::WebSocket => b.frame_flagged(flag),
+            Form::Deflated(d) => b.deflated(flag, d),
+            Form::Sse(epoch) => b.sse_event(epoch, flag),
+        }
+    }
+
+    /// The window class of a compressing connection.
+    pub fn window(&self) -> Option<Window> {
+        match self {
+            Form::Deflated(d) => Some(d.window),
+            _ => None,
         }
     }
 
@@ -171,7 +197,7 @@ impl Form {
     /// event named `event`, without an id.
     pub fn reply(&self, event: &str, json: String) -> Bytes {
         match self {
-            Form::WebSocket => text_frame(json.into_bytes()),
+            Form::WebSocket | Form::Deflated(_) => text_frame(json.into_bytes()),
             Form::Sse(_) => Bytes::from(crate::sse::event(None, event, &json)),
         }
     }
@@ -179,81 +205,121 @@ impl Form {
 
 impl Broadcast {
     pub fn new(pos: u64, seq: u64, channel: &str, body: MessageBody, received_at: Instant) -> Self {
+        let (json, flag_at) = body.json(seq);
         Broadcast {
             pos,
             seq,
             channel: channel.into(),
-            frame: body.encode(seq, ""),
-            conflated: OnceLock::new(),
-            snapshot: OnceLock::new(),
-            sse: OnceLock::new(),
-            deflated: Default::default(),
+            frame: text_frame(json.into_bytes()),
             received_at,
-            body,
+            flag_at: flag_at as u32,
+            deflated_full: OnceLock::new(),
+            forms: OnceLock::new(),
         }
     }
 
-    /// What this broadcast holds in memory (frame and body), for the ring's byte bound.
+    /// What this broadcast holds in memory when it is made (its frame and channel),
+    /// for the ring's and history's byte bounds. Forms built later for some
+    /// connections are not counted: at most one per flag, window class and SSE,
+    /// each about the frame's size (README, "Operating limits").
     pub fn held_bytes(&self) -> usize {
-        self.frame.len() + self.body.channel_json.len() + self.body.data_json.len()
+        self.frame.len() + self.channel.len()
     }
 
     /// The frame a slow consumer gets after older messages of the channel were dropped.
     pub fn conflated_frame(&self) -> Bytes {
-        self.conflated
-            .get_or_init(|| self.body.encode(self.seq, ",\"conflated\":true"))
-            .clone()
+        self.frame_flagged(Flag::Conflated)
     }
 
     /// The frame a subscriber asking for a snapshot gets: the channel's latest
     /// message, flagged `"snapshot":true`.
     pub fn snapshot_frame(&self) -> Bytes {
-        self.snapshot
-            .get_or_init(|| self.body.encode(self.seq, ",\"snapshot\":true"))
-            .clone()
+        self.frame_flagged(Flag::Snapshot)
     }
 
-    /// The SSE events, built once by the first SSE stream that needs them (any
-    /// worker): every other stream shares the bytes.
-    fn sse(&self, epoch: &Arc<str>) -> &SseForms {
-        self.sse.get_or_init(|| {
-            Box::new(SseForms {
-                epoch: Arc::clone(epoch),
-                message: self.body.encode_sse(epoch, self.seq, ""),
-                conflated: OnceLock::new(),
-                snapshot: OnceLock::new(),
+    /// The message's JSON: the frame's payload.
+    fn json(&self) -> &[u8] {
+        frame_payload(&self.frame)
+    }
+
+    /// The JSON with `flag` after `seq`.
+    fn json_flagged(&self, flag: Flag) -> Vec<u8> {
+        let (json, at) = (self.json(), self.flag_at as usize);
+        [&json[..at], flag.json().as_bytes(), &json[at..]].concat()
+    }
+
+    fn forms(&self) -> &Forms {
+        self.forms.get_or_init(Box::default)
+    }
+
+    fn frame_flagged(&self, flag: Flag) -> Bytes {
+        match flag {
+            Flag::Plain => self.frame.clone(),
+            _ => self.forms().flagged[flag as usize - 1]
+                .get_or_init(|| text_frame(self.json_flagged(flag)))
+                .clone(),
+        }
+    }
+
+    /// The frame a compressing connection gets: the deflated copy shared by its
+    /// window class when the JSON has at least `min_bytes`, else the plain one.
+    fn deflated(&self, flag: Flag, d: &Deflate) -> Bytes {
+        if self.json().len() < d.min_bytes {
+            return self.frame_flagged(flag);
+        }
+        let build = || match flag {
+            Flag::Plain => deflated_frame(self.json(), Data::Text, d.window, &d.counters),
+            _ => deflated_frame(&self.json_flagged(flag), Data::Text, d.window, &d.counters),
+        };
+        let slot = match (flag, d.window) {
+            (Flag::Plain, Window::Full) => &self.deflated_full,
+            (Flag::Plain, w) => &self.forms().deflated[w as usize - 1],
+            (flag, w) => &self.forms().flagged_deflated.get_or_init(Box::default)
+                [flag as usize - 1][w as usize],
+        };
+        slot.get_or_init(build).clone()
+    }
+
+    /// An SSE event of this message, built once by the first SSE stream that needs
+    /// it: every other stream shares the bytes.
+    fn sse_event(&self, epoch: &Arc<str>, flag: Flag) -> Bytes {
+        let sse = self.forms().sse.get_or_init(|| SseForms {
+            epoch: Arc::clone(epoch),
+            events: Default::default(),
+        });
+        sse.events[flag as usize]
+            .get_or_init(|| {
+                let id = format!("{}:{}", sse.epoch, self.seq);
+                let json = self.json_flagged(flag);
+                let json = std::str::from_utf8(&json).expect("the frame's JSON is UTF-8");
+                Bytes::from(crate::sse::event(Some(&id), "message", json))
             })
-        })
+            .clone()
     }
 }
 
-impl Broadcast {
-    /// The frame a connection gets: `frame` itself, or for a compressing one
-    /// (`window`) the deflated copy shared by its class when the JSON has at
-    /// least `min_bytes`.
-    pub fn frame_for(&self, window: Option<Window>, min_bytes: usize, metrics: &Metrics) -> Bytes {
-        let Some(window) = window else {
-            return self.frame.clone();
-        };
-        let json = frame_payload(&self.frame);
-        if json.len() < min_bytes {
-            return self.frame.clone();
-        }
-        self.deflated[window as usize]
-            .get_or_init(|| deflated_frame(json, Data::Text, window, metrics))
-            .clone()
-    }
+/// What deflating broadcasts and echoes did, for /metrics.
+#[derive(Debug, Default)]
+pub struct CompressionCounters {
+    /// Deflated frames built: one per broadcast, flag and window class, one per echo.
+    pub frames: AtomicU64,
+    /// Payload bytes of those frames before and after deflate.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
 }
 
 /// `payload` deflated into one final unmasked data frame with RSV1 set, counted.
-pub fn deflated_frame(payload: &[u8], data: Data, window: Window, metrics: &Metrics) -> Bytes {
+pub fn deflated_frame(
+    payload: &[u8],
+    data: Data,
+    window: Window,
+    counters: &CompressionCounters,
+) -> Bytes {
     let body = codec::deflate(payload, window);
-    metrics.compressed_frames.fetch_add(1, Relaxed);
+    counters.frames.fetch_add(1, Relaxed);
     let before = payload.len() as u64;
-    metrics.compression_bytes_in.fetch_add(before, Relaxed);
-    metrics
-        .compression_bytes_out
-        .fetch_add(body.len() as u64, Relaxed);
+    counters.bytes_in.fetch_add(before, Relaxed);
+    counters.bytes_out.fetch_add(body.len() as u64, Relaxed);
     let mut frame = Frame::message(body, OpCode::Data(data), true);
     frame.header_mut().rsv1 = true;
     let mut out = Vec::with_capacity(frame.len());
@@ -371,27 +437,36 @@ mod tests {
         assert_eq!(&reply[..], b"event: gap\ndata: {}\n\n");
     }
 
+    /// A message that deflates well: repetitive market-data JSON.
+    fn compressible(seq: u64) -> Broadcast {
+        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
+        let body = MessageBody::new("a.b", json.as_bytes());
+        Broadcast::new(0, seq, "a.b", body, Instant::now())
+    }
+
+    fn deflate(window: Window, counters: &Arc<CompressionCounters>) -> Form {
+        Form::Deflated(Deflate {
+            window,
+            min_bytes: 256,
+            counters: Arc::clone(counters),
+        })
+    }
+
     #[test]
     fn the_deflated_copy_is_built_once_per_window_and_small_frames_stay_plain() {
-        let metrics = Metrics::default();
-        let json = format!("[{}]", vec![r#"{"px":101.5,"qty":3}"#; 40].join(","));
-        let b = Broadcast::new(
-            0,
-            1,
-            "a.b",
-            MessageBody::new("a.b", json.as_bytes()),
-            Instant::now(),
-        );
-        assert_eq!(b.frame_for(None, 256, &metrics), b.frame);
-        let first = b.frame_for(Some(Window::Full), 256, &metrics);
+        let counters = Arc::new(CompressionCounters::default());
+        let b = compressible(1);
+        let full = deflate(Window::Full, &counters);
+        let first = full.message(&b);
         assert_eq!(first[0], 0xc1, "FIN, RSV1, text");
         for _ in 0..10 {
-            let again = b.frame_for(Some(Window::Full), 256, &metrics);
+            let again = full.message(&b);
             assert_eq!(again.as_ptr(), first.as_ptr(), "the same shared bytes");
         }
-        assert_eq!(metrics.compressed_frames.load(Relaxed), 1);
-        b.frame_for(Some(Window::Rle), 256, &metrics);
-        assert_eq!(metrics.compressed_frames.load(Relaxed), 2);
+        assert_eq!(counters.frames.load(Relaxed), 1);
+        let rle = deflate(Window::Rle, &counters).message(&b);
+        assert_eq!(counters.frames.load(Relaxed), 2);
+        assert_ne!(rle.as_ptr(), first.as_ptr());
         let inflated = codec::inflate_message(frame_payload(&first), 1 << 20).unwrap();
         assert_eq!(inflated, frame_payload(&b.frame));
         assert!(
@@ -401,11 +476,33 @@ mod tests {
             b.frame.len()
         );
         let small = Broadcast::new(1, 2, "a.b", MessageBody::new("a.b", b"1"), Instant::now());
-        assert_eq!(
-            small.frame_for(Some(Window::Full), 256, &metrics),
-            small.frame
-        );
-        assert_eq!(metrics.compressed_frames.load(Relaxed), 2);
+        assert_eq!(full.message(&small), small.frame);
+        assert_eq!(full.snapshot(&small), small.snapshot_frame());
+        assert_eq!(counters.frames.load(Relaxed), 2);
+    }
+
+    /// Slow consumers and snapshots of compressing clients get the flagged message
+    /// deflated too, built once and shared like the plain copy.
+    #[test]
+    fn flagged_variants_are_deflated_once_and_carry_the_flag() {
+        let counters = Arc::new(CompressionCounters::default());
+        let b = compressible(9);
+        for window in Window::ALL {
+            let form = deflate(window, &counters);
+            for (frame, flag) in [
+                (form.conflated(&b), Flag::Conflated),
+                (form.snapshot(&b), Flag::Snapshot),
+            ] {
+                assert_eq!(frame[0], 0xc1, "FIN, RSV1, text");
+                let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+                let inflated = codec::inflate_message(&frame[start..], 1 << 20).unwrap();
+                assert_eq!(inflated, b.json_flagged(flag));
+                let text = String::from_utf8(inflated).unwrap();
+                assert!(text.contains(&format!(r#""seq":9{},"data""#, flag.json())));
+            }
+            assert_eq!(form.conflated(&b).as_ptr(), form.conflated(&b).as_ptr());
+        }
+        assert_eq!(counters.frames.load(Relaxed), 6, "one per flag and window");
     }
 
     #[test]

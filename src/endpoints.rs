@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::auth;
 use crate::broadcast::MessageBody;
 use crate::channel;
 use crate::config::Config;
+use crate::grant::Grant;
 use crate::http::{Request, Response};
 use crate::intake::JetStreamState;
 use crate::metrics::{PublishLoss, Reject};
@@ -18,7 +20,8 @@ use crate::shared::{NatsState, Shared};
 /// publish body is still arriving. `body` is what followed the head so far.
 pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Option<Response> {
     shared.metrics.http_requests.fetch_add(1, Relaxed);
-    let publish_enabled = cfg.publish_token.is_some();
+    // JWT authentication turns it on too: a token's `publish` claim grants it.
+    let publish_enabled = cfg.publish_token.is_some() || cfg.auth.is_some();
     let resp = match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/health") => health(shared, req.query_param("strict").as_deref() == Some("1")),
         ("GET", "/metrics") => metrics(shared),
@@ -137,13 +140,10 @@ struct PublishBody<'a> {
 /// POST /publish: the bearer token, then the declared length (at most
 /// WS_MAX_MESSAGE_SIZE), then the body once it is all there.
 fn publish_request(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Option<Response> {
-    let token = cfg.publish_token.as_deref().unwrap_or_default();
-    if !token_matches(req.header("Authorization"), token) {
-        return Some(
-            Response::text(401, "missing or wrong bearer token\n")
-                .header("WWW-Authenticate", "Bearer"),
-        );
-    }
+    let grant = match publisher(shared, cfg, req) {
+        Ok(grant) => grant,
+        Err(resp) => return Some(resp),
+    };
     let Some(len) = req.header("Content-Length") else {
         return Some(Response::text(411, "Content-Length required\n"));
     };
@@ -154,11 +154,34 @@ fn publish_request(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) ->
         return Some(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
     }
     let body = body.get(..len)?;
-    Some(publish(shared, body))
+    Some(publish(shared, body, grant.as_ref()))
 }
 
-/// A complete, authorized publish body.
-fn publish(shared: &Shared, body: &[u8]) -> Response {
+/// Who may publish: WS_PUBLISH_TOKEN anywhere (`None`), or a JWT within its
+/// `publish` claim; else the 401 (a JWT's failed check only counted).
+fn publisher(shared: &Shared, cfg: &Config, req: &Request) -> Result<Option<Grant>, Response> {
+    let header = req.header("Authorization");
+    if let Some(token) = cfg.publish_token.as_deref()
+        && token_matches(header, token)
+    {
+        return Ok(None);
+    }
+    let Some(keys) = cfg.auth.as_deref() else {
+        return Err(Response::text(401, "missing or wrong bearer token\n")
+            .header("WWW-Authenticate", "Bearer"));
+    };
+    let bearer = header.and_then(auth::bearer).unwrap_or_default();
+    match keys.verify(bearer) {
+        Ok(claims) => Ok(Some(claims.publish_grant())),
+        Err(why) => {
+            shared.metrics.auth_rejected(why);
+            Err(auth::unauthorized())
+        }
+    }
+}
+
+/// A complete, authorized publish body; `grant` bounds a JWT's channels.
+fn publish(shared: &Shared, body: &[u8], grant: Option<&Grant>) -> Response {
     let parsed: PublishBody = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -169,6 +192,14 @@ fn publish(shared: &Shared, body: &[u8]) -> Response {
     };
     if let Err(e) = channel::validate_subject(&parsed.channel) {
         return bad_request(&format!("invalid channel {:?}: {e}", parsed.channel));
+    }
+    if grant.is_some_and(|g| !g.permits(&parsed.channel)) {
+        shared.metrics.auth_forbidden.fetch_add(1, Relaxed);
+        let message = format!(
+            "channel {:?} is outside the token's publish claim",
+            parsed.channel
+        );
+        return Response::json(403, serde_json::json!({ "error": message }).to_string());
     }
     let cfg = shared.config();
     let body = MessageBody::from_json(&parsed.channel, parsed.data.get().into());
@@ -222,15 +253,10 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// Compares a bearer token without an early exit on the first differing byte.
-/// The scheme is case-insensitive (RFC 7235).
 fn token_matches(header: Option<&str>, token: &str) -> bool {
-    let Some((scheme, given)) = header.and_then(|h| h.trim_start().split_once(' ')) else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("Bearer") {
-        return false;
-    }
-    same_secret(given.trim(), token)
+    header
+        .and_then(auth::bearer)
+        .is_some_and(|given| same_secret(given, token))
 }
 
 /// Compares a given token with the secret in time that does not depend on where

@@ -15,9 +15,13 @@ use std::time::{Duration, Instant};
 use crate::broadcast::Broadcast;
 use crate::channel::pattern_matches;
 
-/// What one retained message costs besides its frame: the entry, its place in the
-/// age order, the Arc and the channel name kept alive.
-const ENTRY_OVERHEAD: usize = 96;
+/// What one retained message costs besides its frame and channel name: the
+/// broadcast itself (with its Arc), its slot in the channel and its place in the
+/// age order.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Broadcast>()
+    + 16
+    + std::mem::size_of::<Arc<Broadcast>>()
+    + std::mem::size_of::<(Instant, Arc<str>, u64)>();
 /// What one channel costs besides its entries: the map slot and its name.
 const CHANNEL_OVERHEAD: usize = 128;
 
@@ -44,10 +48,11 @@ struct Channel {
 
 pub struct History {
     limits: Limits,
-    channels: HashMap<Box<str>, Channel>,
+    channels: HashMap<Arc<str>, Channel>,
     /// Every retained entry as (received, channel, seq), oldest first; entries
-    /// already evicted by the per-channel bound are skipped when reached.
-    order: VecDeque<(Instant, Box<str>, u64)>,
+    /// already evicted by the per-channel bound are skipped when reached. The
+    /// name is the channel's key, shared.
+    order: VecDeque<(Instant, Arc<str>, u64)>,
     bytes: usize,
     /// Messages retained (kept here: summing the channels would cost a pass over
     /// every channel on each insert).
@@ -80,13 +85,16 @@ impl History {
             return;
         }
         self.first_seq.get_or_insert(b.seq);
-        let channel = match self.channels.get_mut(&b.channel) {
-            Some(c) => c,
+        let name: Arc<str> = match self.channels.get_key_value(&*b.channel) {
+            Some((name, _)) => Arc::clone(name),
             None => {
                 self.bytes += CHANNEL_OVERHEAD + b.channel.len();
-                self.channels.entry(b.channel.clone()).or_default()
+                let name: Arc<str> = b.channel.as_ref().into();
+                self.channels.insert(Arc::clone(&name), Channel::default());
+                name
             }
         };
+        let channel = self.channels.get_mut(&name).expect("present");
         channel.entries.push_back(Arc::clone(b));
         self.bytes += entry_bytes(b);
         self.messages += 1;
@@ -98,7 +106,7 @@ impl History {
             self.messages -= 1;
             self.evicted += 1;
         }
-        self.order.push_back((now, b.channel.clone(), b.seq));
+        self.order.push_back((now, name, b.seq));
         self.evict(now);
         self.compact_order();
     }
@@ -226,10 +234,10 @@ impl History {
     }
 }
 
-/// What keeping `b` costs: the broadcast's frame and body (as the ring counts
-/// them), its channel name, and the entry with its copy of the name in the age order.
+/// What keeping `b` costs: its frame and channel name (as the ring counts them)
+/// and the entry.
 fn entry_bytes(b: &Broadcast) -> usize {
-    ENTRY_OVERHEAD + b.held_bytes() + 2 * b.channel.len()
+    ENTRY_OVERHEAD + b.held_bytes()
 }
 
 #[cfg(test)]

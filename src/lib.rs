@@ -4,12 +4,14 @@
 //! operators see, docs/DESIGN.md for the full contract as given; README.md for
 //! operating it.
 
+pub mod auth;
 pub mod broadcast;
 pub mod browser;
 pub mod channel;
 pub mod config;
 pub mod deflate;
 pub mod endpoints;
+pub mod grant;
 pub mod history;
 pub mod http;
 pub mod intake;

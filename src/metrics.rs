@@ -3,9 +3,12 @@
 //! summed per worker turn before they get here.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::auth::TokenError;
+use crate::broadcast::CompressionCounters;
 use crate::protocol::ErrorCode;
 
 /// Why a connection or upgrade was turned away.
@@ -173,6 +176,15 @@ pub struct Metrics {
     pub reads_paused: AtomicU64,
     /// Refused channels counted in an error frame but not named there.
     pub unlisted_channels: AtomicU64,
+    /// Tokens refused (401, or a refresh answered `invalid_token`), by reason.
+    auth_rejected: [AtomicU64; TokenError::ALL.len()],
+    /// SSE streams and POST /publish requests refused (403) for a channel outside
+    /// their token's grant.
+    pub auth_forbidden: AtomicU64,
+    /// Tokens replaced by a `refresh` on an open connection.
+    pub auth_refreshes: AtomicU64,
+    /// Connections and streams ended at their token's `exp`.
+    pub auth_expired: AtomicU64,
     pub send_queue_bytes: AtomicU64,
     pub handoff_queue: AtomicU64,
     pub ring_lag: AtomicU64,
@@ -182,11 +194,8 @@ pub struct Metrics {
     pub held_writes: AtomicU64,
     /// Open WebSocket connections that negotiated permessage-deflate.
     pub compressing_connections: AtomicU64,
-    /// Deflated frames built: one per broadcast and window class, one per echo.
-    pub compressed_frames: AtomicU64,
-    /// Payload bytes of those frames before and after deflate.
-    pub compression_bytes_in: AtomicU64,
-    pub compression_bytes_out: AtomicU64,
+    /// Deflated frames built and their bytes, shared with the connections' forms.
+    pub compression: Arc<CompressionCounters>,
     /// Compressed client messages inflated.
     pub inflated_messages: AtomicU64,
     pub nats_connected: AtomicU64,
@@ -265,6 +274,12 @@ impl Metrics {
     }
     pub fn drops(&self, why: DropReason) -> u64 {
         self.drops[why as usize].load(Relaxed)
+    }
+    pub fn auth_rejected(&self, why: TokenError) {
+        self.auth_rejected[why as usize].fetch_add(1, Relaxed);
+    }
+    pub fn auth_rejections(&self, why: TokenError) -> u64 {
+        self.auth_rejected[why as usize].load(Relaxed)
     }
     /// Counts an error frame by its code.
     pub fn client_error(&self, code: ErrorCode) {
@@ -521,6 +536,34 @@ const FAMILIES: &[Family] = &[
         |m| &m.unlisted_channels,
     ),
     Family {
+        name: "auth_rejected_total",
+        kind: Kind::Counter,
+        help: "Tokens refused (401 before an upgrade, SSE stream or publish; invalid_token for a refresh), by reason.",
+        samples: Samples::Labelled {
+            label: "reason",
+            values: |m| {
+                TokenError::ALL
+                    .map(|r| (r.as_str(), m.auth_rejections(r)))
+                    .to_vec()
+            },
+        },
+    },
+    counter(
+        "auth_forbidden_total",
+        "SSE streams and POST /publish requests refused with 403 for a channel outside their token's grant.",
+        |m| &m.auth_forbidden,
+    ),
+    counter(
+        "auth_refreshes_total",
+        "Tokens replaced by a refresh on an open connection.",
+        |m| &m.auth_refreshes,
+    ),
+    counter(
+        "auth_expired_total",
+        "Connections (closed with 4001) and SSE streams ended at their token's exp.",
+        |m| &m.auth_expired,
+    ),
+    Family {
         name: "client_errors_total",
         kind: Kind::Counter,
         help: "Error frames sent to clients, by code.",
@@ -571,18 +614,18 @@ const FAMILIES: &[Family] = &[
     ),
     counter(
         "compressed_frames_total",
-        "Deflated frames built (once per broadcast and window class, shared by every compressing subscriber; once per echoed message).",
-        |m| &m.compressed_frames,
+        "Deflated frames built (once per broadcast, flag and window class, shared by every compressing subscriber; once per echoed message).",
+        |m| &m.compression.frames,
     ),
     counter(
         "compression_bytes_in_total",
         "Payload bytes of the deflated frames before compression.",
-        |m| &m.compression_bytes_in,
+        |m| &m.compression.bytes_in,
     ),
     counter(
         "compression_bytes_out_total",
         "Payload bytes of the deflated frames after compression.",
-        |m| &m.compression_bytes_out,
+        |m| &m.compression.bytes_out,
     ),
     counter(
         "inflated_messages_total",

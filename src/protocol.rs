@@ -32,6 +32,11 @@ pub enum ClientMessage {
     Ping {
         id: Option<Box<RawValue>>,
     },
+    /// A new token for the connection (JWT authentication). Never echoed.
+    Refresh {
+        token: String,
+        id: Option<Box<RawValue>>,
+    },
 }
 
 /// What a subscriber asks for besides live messages (docs/protocol.md, "Positions,
@@ -77,16 +82,22 @@ pub enum ErrorCode {
     InvalidChannel,
     TooManySubscriptions,
     RateLimited,
+    /// Channels outside the connection's token grant.
+    Forbidden,
+    /// A refresh whose token is not valid for this connection.
+    InvalidToken,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (so `code as usize` indexes it).
-    pub const ALL: [ErrorCode; 5] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidChannel,
         ErrorCode::TooManySubscriptions,
         ErrorCode::RateLimited,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidToken,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +107,8 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -106,6 +119,7 @@ struct Envelope {
     kind: Option<String>,
     channels: Option<Vec<String>>,
     id: Option<Box<RawValue>>,
+    token: Option<String>,
     #[serde(flatten)]
     catch_up: CatchUp,
 }
@@ -148,10 +162,18 @@ pub fn parse(text: &str) -> Result<ClientMessage, ClientError> {
             id,
         }),
         Some("ping") => Ok(ClientMessage::Ping { id }),
+        Some("refresh") => match env.token.filter(|t| !t.is_empty()) {
+            Some(token) => Ok(ClientMessage::Refresh { token, id }),
+            None => Err(ClientError {
+                code: ErrorCode::InvalidToken,
+                message: "\"token\" must be a non-empty string".into(),
+                id,
+            }),
+        },
         Some(other) => Err(ClientError {
             code: ErrorCode::UnknownType,
             message: format!(
-                "unknown type {:?}; expected subscribe, unsubscribe or ping",
+                "unknown type {:?}; expected subscribe, unsubscribe, ping or refresh",
                 truncate(other)
             ),
             id,
@@ -311,6 +333,25 @@ pub fn gap(channels: &[&str], reason: &str, count: Option<u64>) -> String {
     format!("{{\"type\":\"gap\",\"channels\":{list},\"reason\":\"{reason}\"{count}}}")
 }
 
+/// Warns that the connection's token expires in `in_ms`; a `refresh` keeps it.
+pub fn token_expiring(in_ms: u128) -> String {
+    format!("{{\"type\":\"token_expiring\",\"in_ms\":{in_ms}}}")
+}
+
+/// The answer to a successful `refresh`.
+pub fn refreshed(id: Option<&RawValue>) -> String {
+    with_id("{\"type\":\"refreshed\"}".to_string(), id)
+}
+
+/// Subscriptions a refreshed token no longer allows, removed by the server.
+pub fn revoked(channels: &[&str], id: Option<&RawValue>) -> String {
+    let list = serde_json::to_string(channels).expect("strings always serialize");
+    with_id(
+        format!("{{\"type\":\"unsubscribed\",\"channels\":{list},\"reason\":\"forbidden\"}}"),
+        id,
+    )
+}
+
 pub fn pong(id: Option<&RawValue>) -> String {
     with_id("{\"type\":\"pong\"}".to_string(), id)
 }
@@ -373,6 +414,32 @@ mod tests {
                 .unwrap()
                 .get(),
             "\"x\""
+        );
+    }
+
+    #[test]
+    fn refresh_carries_its_token_and_auth_replies_are_json() {
+        match parse(r#"{"type":"refresh","token":"a.b.c","id":4}"#).unwrap() {
+            ClientMessage::Refresh { token, id } => {
+                assert_eq!((token.as_str(), id.unwrap().get()), ("a.b.c", "4"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for text in [r#"{"type":"refresh"}"#, r#"{"type":"refresh","token":""}"#] {
+            assert_eq!(parse(text).unwrap_err().code, ErrorCode::InvalidToken);
+        }
+        // A token of the wrong type is not quoted back.
+        let e = parse(r#"{"type":"refresh","token":["secret-ish"]}"#).unwrap_err();
+        assert!(!e.message.contains("secret-ish"), "{}", e.message);
+        let id = RawValue::from_string("9".into()).unwrap();
+        assert_eq!(
+            token_expiring(1500),
+            r#"{"type":"token_expiring","in_ms":1500}"#
+        );
+        assert_eq!(refreshed(Some(&id)), r#"{"type":"refreshed","id":9}"#);
+        assert_eq!(
+            revoked(&["a.x", "b.*"], Some(&id)),
+            r#"{"type":"unsubscribed","channels":["a.x","b.*"],"reason":"forbidden","id":9}"#
         );
     }
 

@@ -61,12 +61,13 @@ pub fn run(config: Config, listener: TcpListener, options: Options) -> Result<()
 
     let cfg = shared.config();
     log::info!(
-        "odin-ws {} listening on {local} (path {}, {}, nats {}); {}",
+        "odin-ws {} listening on {local} (path {}, {}, nats {}); {}; {}",
         env!("CARGO_PKG_VERSION"),
         cfg.ws_path,
         plural(cfg.worker_pool_size as u64, "worker", "workers"),
         shared.nats_state().as_str(),
-        publish_state(&cfg)
+        publish_state(&cfg),
+        auth_state(&cfg)
     );
     signal_loop(&shared, &signals, &options);
     // JetStream acks wait in the client's buffer: send them before exiting, or the
@@ -95,12 +96,30 @@ fn flush_at_exit(conn: nats::Connection) {
     }
 }
 
-/// Whether POST /publish is on, where it sends, and how to turn it on.
-fn publish_state(cfg: &Config) -> &'static str {
-    match (&cfg.publish_token, cfg.nats_urls.is_empty()) {
-        (None, _) => "POST /publish off (set WS_PUBLISH_TOKEN to turn it on)",
-        (Some(_), true) => "POST /publish on (Bearer WS_PUBLISH_TOKEN), into this instance",
-        (Some(_), false) => "POST /publish on (Bearer WS_PUBLISH_TOKEN), through NATS",
+/// Whether POST /publish is on, who may use it, where it sends, and how to turn
+/// it on.
+fn publish_state(cfg: &Config) -> String {
+    let who = match (&cfg.publish_token, &cfg.auth) {
+        (None, None) => {
+            return "POST /publish off (set WS_PUBLISH_TOKEN to turn it on)".into();
+        }
+        (Some(_), None) => "Bearer WS_PUBLISH_TOKEN",
+        (None, Some(_)) => "Bearer JWT with a publish claim",
+        (Some(_), Some(_)) => "Bearer WS_PUBLISH_TOKEN or a JWT with a publish claim",
+    };
+    let into = if cfg.nats_urls.is_empty() {
+        "into this instance"
+    } else {
+        "through NATS"
+    };
+    format!("POST /publish on ({who}), {into}")
+}
+
+/// Whether connections need a token, and the kinds of key (never the keys).
+fn auth_state(cfg: &Config) -> String {
+    match &cfg.auth {
+        None => "JWT authentication off".into(),
+        Some(keys) => format!("JWT authentication on ({})", keys.describe()),
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 fn acks(kind: &str, channels: &[String], id: Option<&RawValue>) {
     let list: Vec<&str> = channels.iter().map(String::as_str).collect();
-    let v = reply(&protocol::ack(kind, &list, id), kind, id);
+    let v = reply(&protocol::ack(kind, &list, id, None), kind, id);
     assert_eq!(v["channels"], serde_json::json!(list));
 }
 
@@ -34,6 +34,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(ClientMessage::Ping { id }) => {
             reply(&protocol::pong(id.as_deref()), "pong", id.as_deref());
+        }
+        Ok(ClientMessage::Refresh { token, id }) => {
+            assert!(!token.is_empty());
+            reply(
+                &protocol::refreshed(id.as_deref()),
+                "refreshed",
+                id.as_deref(),
+            );
         }
         Err(e) => {
             let json = protocol::error(e.code, &e.message, e.id.as_deref());

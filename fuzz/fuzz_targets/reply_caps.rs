@@ -64,18 +64,26 @@ fuzz_target!(|data: &[u8]| {
     };
     match protocol::parse(text) {
         Ok(
-            ClientMessage::Subscribe { channels, id, .. } | ClientMessage::Unsubscribe { channels, id },
+            ClientMessage::Subscribe { channels, id, .. }
+            | ClientMessage::Unsubscribe { channels, id },
         ) => {
             refusals(&channels, id.as_deref());
             let list: Vec<&str> = channels.iter().map(String::as_str).collect();
             reply(
-                &protocol::ack("subscribed", &list, id.as_deref()),
+                &protocol::ack("subscribed", &list, id.as_deref(), None),
                 "subscribed",
                 id.as_deref(),
             );
         }
         Ok(ClientMessage::Ping { id }) => {
             reply(&protocol::pong(id.as_deref()), "pong", id.as_deref());
+        }
+        Ok(ClientMessage::Refresh { id, .. }) => {
+            reply(
+                &protocol::refreshed(id.as_deref()),
+                "refreshed",
+                id.as_deref(),
+            );
         }
         Err(e) => {
             let json = protocol::error(e.code, &e.message, e.id.as_deref());

@@ -1,10 +1,13 @@
 //! Stage four: the values left to the machine (CPU and memory limits, pool and ring
 //! sizes, consumer name), and the warnings about settings that work but look wrong.
 
+use std::sync::Arc;
+
 use super::Config;
 use super::parse::Reader;
 use super::spec::*;
 use super::values::is_name_char;
+use crate::auth::Keys;
 use crate::sysinfo;
 
 /// Ring capacity bounds: 16 keeps a tiny ring useful, 2^20 bounds its memory.
@@ -21,6 +24,22 @@ pub(super) const RING_BROADCASTS: usize = 4;
 /// More reactor threads than this many per core only add context switches.
 const POOL_PER_CPU_WARNING: f64 = 4.0;
 
+/// The keys of WS_AUTH_JWT_SECRET and WS_AUTH_JWT_KEY_FILE together (both checked
+/// already); None when neither is set.
+fn auth_keys(c: &Config) -> Option<Arc<Keys>> {
+    let secret = c
+        .auth_secret
+        .as_deref()
+        .and_then(|s| Keys::from_secret(s).ok());
+    let file = c.auth_key_file.as_ref().map(|f| f.keys.clone());
+    let keys = match (secret, file) {
+        (Some(a), Some(b)) => a.merge(b),
+        (Some(k), None) | (None, Some(k)) => k,
+        (None, None) => return None,
+    };
+    Some(Arc::new(keys))
+}
+
 /// WS_WORKER_QUEUE_SIZE: 0 (derive) or MIN_QUEUE..=MAX_QUEUE.
 pub(super) fn queue_size(s: &str) -> Result<usize, String> {
     let range = format!("0 (derive from the pool) or {MIN_QUEUE}-{MAX_QUEUE}");
@@ -35,6 +54,7 @@ pub(super) fn queue_size(s: &str) -> Result<usize, String> {
 }
 
 pub(super) fn derive(c: &mut Config, r: &mut Reader) {
+    c.auth = auth_keys(c);
     if c.cpu_limit == 0.0 {
         c.cpu_limit = sysinfo::detect_cpu_limit();
         r.set_source(WS_CPU_LIMIT, Source::Derived);

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use duration::{format_duration, parse_duration};
@@ -209,6 +210,12 @@ pub struct Config {
     /// Enables GET /status and /status.json.
     pub status_token: Option<String>,
     pub echo_path: Option<String>,
+    /// JWT authentication: the keys tokens are checked against (WS_AUTH_JWT_SECRET
+    /// and WS_AUTH_JWT_KEY_FILE together); None = off.
+    pub auth: Option<Arc<crate::auth::Keys>>,
+    /// The two as given, for the table and the reload diff.
+    auth_secret: Option<String>,
+    auth_key_file: Option<values::KeyFile>,
     /// permessage-deflate offered by clients is accepted (WS_COMPRESSION=on).
     pub compression: bool,
     /// Broadcast and echo payloads smaller than this go uncompressed.
@@ -385,6 +392,9 @@ fn read(r: &mut Reader) -> Config {
         publish_token: r.optional(WS_PUBLISH_TOKEN),
         status_token: r.optional(WS_STATUS_TOKEN),
         echo_path: r.parse(WS_ECHO_PATH, values::optional_path),
+        auth: None,
+        auth_secret: r.secret(WS_AUTH_JWT_SECRET, values::jwt_secret),
+        auth_key_file: r.parse(WS_AUTH_JWT_KEY_FILE, values::key_file),
         compression: r.parse(WS_COMPRESSION, values::on_off),
         compression_min_bytes: r.int(WS_COMPRESSION_MIN_BYTES, 0, 16 * MIB),
         nats_user: r.optional(NATS_USER),

@@ -197,6 +197,26 @@ impl<'a> Reader<'a> {
             .map(str::to_string)
     }
 
+    /// A secret where empty means "not set". `check`'s error must not quote it, and
+    /// the error's value is the mask, so the secret reaches no log.
+    pub(super) fn secret(
+        &mut self,
+        name: &'static str,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let raw = self.raw(name);
+        if raw.is_empty() {
+            return None;
+        }
+        match check(raw) {
+            Ok(()) => Some(raw.to_string()),
+            Err(message) => {
+                self.error(name, spec::MASK, format!("{name} {message}"));
+                None
+            }
+        }
+    }
+
     /// A comma-separated list, entries trimmed, empty ones dropped (a trailing comma is
     /// harmless). `entry` checks and normalizes one entry; its error follows
     /// `NAME entry "<entry>"`, with any password in the entry masked.

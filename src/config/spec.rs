@@ -64,6 +64,10 @@ variables! {
     WS_ALLOWED_ORIGINS = "";
     WS_PUBLISH_TOKEN = "";
     WS_STATUS_TOKEN = "";
+    // JWT authentication, off while both are empty: an HS256 secret (32+ bytes),
+    // and/or a PEM file of RS256/ES256 public keys (two during a key rotation).
+    WS_AUTH_JWT_SECRET = "";
+    WS_AUTH_JWT_KEY_FILE = "";
     WS_ECHO_PATH = "";
     // permessage-deflate for clients that offer it; one deflated copy per broadcast.
     WS_COMPRESSION = "on";
@@ -91,13 +95,20 @@ variables! {
 }
 
 /// Shown as "***" when set, in the table, the logs and diffs.
-pub(crate) const SECRETS: &[&str] = &[WS_PUBLISH_TOKEN, WS_STATUS_TOKEN, NATS_PASSWORD, NATS_TOKEN];
+pub(crate) const SECRETS: &[&str] = &[
+    WS_PUBLISH_TOKEN,
+    WS_STATUS_TOKEN,
+    WS_AUTH_JWT_SECRET,
+    NATS_PASSWORD,
+    NATS_TOKEN,
+];
 
 /// What a set secret is shown as.
 pub(crate) const MASK: &str = "***";
 
 /// Applied on SIGHUP without a restart (DESIGN: log level, rates, thresholds, max
-/// connections, allowed origins; and the write delay, a rate of writes).
+/// connections, allowed origins; and the write delay, a rate of writes; and the
+/// JWT keys, for rotation: the key file is read again).
 /// WS_CLIENT_MSG_RATE is left out: each connection keeps the rate it was accepted
 /// with.
 pub(crate) const RELOADABLE: &[&str] = &[
@@ -110,6 +121,8 @@ pub(crate) const RELOADABLE: &[&str] = &[
     WS_CPU_PAUSE_THRESHOLD,
     WS_MAX_CONNECTIONS,
     WS_ALLOWED_ORIGINS,
+    WS_AUTH_JWT_SECRET,
+    WS_AUTH_JWT_KEY_FILE,
 ];
 
 /// Paths the HTTP router answers itself; WS_PATH and WS_ECHO_PATH must not shadow them.
@@ -180,6 +193,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 53);
+        assert_eq!(VARIABLES.len(), 55);
     }
 }

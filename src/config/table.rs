@@ -51,7 +51,20 @@ impl Config {
     /// The reloadable settings (log level, rates, thresholds, max connections, allowed
     /// origins) that differ in `newer`, as "WS_MAX_CONNECTIONS: 7000 -> 8000".
     pub fn reloadable_diff(&self, newer: &Config) -> Vec<String> {
-        self.diff(newer, true)
+        let mut changes = self.diff(newer, true);
+        // Rotation rewrites the key file in place: its path alone does not tell.
+        if let (Some(old), Some(new)) = (&self.auth_key_file, &newer.auth_key_file)
+            && old.path == new.path
+            && old.keys != new.keys
+        {
+            changes.push(format!(
+                "{WS_AUTH_JWT_KEY_FILE}: {} read again: {} -> {}",
+                new.path.display(),
+                old.keys.describe(),
+                new.keys.describe()
+            ));
+        }
+        changes
     }
 
     /// This configuration with the reloadable settings taken from `newer`: what a
@@ -67,6 +80,9 @@ impl Config {
         next.cpu_pause_threshold = newer.cpu_pause_threshold;
         next.max_connections = newer.max_connections;
         next.allowed_origins = newer.allowed_origins.clone();
+        next.auth = newer.auth.clone();
+        next.auth_secret = newer.auth_secret.clone();
+        next.auth_key_file = newer.auth_key_file.clone();
         next
     }
 
@@ -139,6 +155,14 @@ impl Config {
             (WS_ALLOWED_ORIGINS, self.allowed_origins.join(",")),
             (WS_PUBLISH_TOKEN, opt(&self.publish_token)),
             (WS_STATUS_TOKEN, opt(&self.status_token)),
+            (WS_AUTH_JWT_SECRET, opt(&self.auth_secret)),
+            (
+                WS_AUTH_JWT_KEY_FILE,
+                self.auth_key_file
+                    .as_ref()
+                    .map(|f| f.path.display().to_string())
+                    .unwrap_or_default(),
+            ),
             (WS_ECHO_PATH, opt(&self.echo_path)),
             (
                 WS_COMPRESSION,

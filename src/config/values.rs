@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use crate::auth::Keys;
 use crate::channel::validate_pattern;
 
 /// Schemes the NATS client understands.
@@ -187,6 +188,32 @@ pub(super) fn creds_file(s: &str) -> Result<Option<PathBuf>, String> {
     }
     std::fs::File::open(s).map_err(|e| format!("{s:?} cannot be read: {e}"))?;
     Ok(Some(PathBuf::from(s)))
+}
+
+/// WS_AUTH_JWT_SECRET: long enough for HS256 (the error never quotes it).
+pub(super) fn jwt_secret(s: &str) -> Result<(), String> {
+    Keys::from_secret(s).map(drop)
+}
+
+/// WS_AUTH_JWT_KEY_FILE: a readable file of PEM public keys (RS256 or ES256),
+/// read now; empty = none.
+pub(super) fn key_file(s: &str) -> Result<Option<KeyFile>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(s).map_err(|e| format!("{s:?} cannot be read: {e}"))?;
+    let keys = Keys::from_pem(&text).map_err(|e| format!("{s:?} {e}"))?;
+    Ok(Some(KeyFile {
+        path: PathBuf::from(s),
+        keys,
+    }))
+}
+
+/// The key file as read at load (a reload reads it again: key rotation).
+#[derive(Clone, Debug)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub keys: Keys,
 }
 
 /// Replaces the secret in a URL's user info: `nats://u:***@h`, and a token

@@ -88,8 +88,7 @@ fn resume(since: &Position, patterns: &[&str], ctx: &Context) -> (Recovery, Vec<
 fn queue_broadcast(b: &Arc<Broadcast>, send: &mut SendQueue, ctx: &Context) -> bool {
     let (limit, policy) = (ctx.cfg.send_queue_bytes, ctx.cfg.slow_client_policy);
     let metrics = &ctx.shared.metrics;
-    let frame = send.frame_of(b, ctx.cfg.compression_min_bytes, metrics);
-    match send.push_broadcast_as(b, frame, limit, policy) {
+    match send.push_broadcast(b, limit, policy) {
         Pushed::Queued => {}
         Pushed::Conflated(n) => metrics.dropped(DropReason::Conflated, n),
         Pushed::DroppedOldest(n) => metrics.dropped(DropReason::DropOldest, n),

@@ -9,6 +9,7 @@ use tungstenite::protocol::WebSocketContext;
 use super::accounting::{CompressingCount, SocketCount, SseClient, WsSlot};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
+use crate::auth::Session;
 use crate::deflate::inbound::Inbound;
 use crate::rate::TokenBucket;
 
@@ -87,6 +88,8 @@ pub struct SseConn {
     pub progress: Progress,
     /// When the drain ends this stream.
     pub drain_at: Option<Instant>,
+    /// When its token expires and the stream ends (JWT authentication).
+    pub expires_at: Option<Instant>,
     /// One of WS_MAX_CONNECTIONS, given back when the stream ends.
     pub _slot: WsSlot,
     /// Counts the stream in `odin_ws_sse_clients`.
@@ -96,9 +99,10 @@ pub struct SseConn {
 impl SseConn {
     pub fn next_deadline(&self, idle_timeout: Duration) -> Instant {
         let stalled = self.progress.since + idle_timeout;
-        self.drain_at
-            .map_or(self.next_keep_alive, |d| d.min(self.next_keep_alive))
-            .min(stalled)
+        [self.drain_at, self.expires_at]
+            .into_iter()
+            .flatten()
+            .fold(self.next_keep_alive.min(stalled), Instant::min)
     }
 }
 
@@ -184,6 +188,8 @@ pub struct WsConn {
     pub _slot: WsSlot,
     /// Set when permessage-deflate was negotiated (the send queue holds the window).
     pub deflate: Option<Box<Compressing>>,
+    /// What its token allows, until when (JWT authentication; None when off).
+    pub session: Option<Box<Session>>,
 }
 
 /// A connection that negotiated permessage-deflate: client frames pass through
@@ -232,7 +238,8 @@ impl WsConn {
     pub fn next_deadline(&self, idle_timeout: Duration) -> Instant {
         let idle = self.last_read + idle_timeout;
         let stall = self.paused_since.map(|p| p + super::ws_conn::STALL_GRACE);
-        [self.drain_at, stall]
+        let token = self.session.as_ref().map(|s| s.next_deadline());
+        [self.drain_at, stall, token]
             .into_iter()
             .flatten()
             .fold(self.next_ping.min(idle), Instant::min)

@@ -21,7 +21,7 @@ use super::send_queue::Pushed;
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
 use crate::config::{Config, WriteCoalesce};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::DropReason;
 use crate::protocol;
 use crate::shared::Shared;
 
@@ -123,7 +123,7 @@ impl Delivery {
                     continue;
                 };
                 let dropped_before = dropped.oldest;
-                match enqueue(conn, b, &ctx.cfg, &ctx.shared.metrics, &mut dropped) {
+                match enqueue(conn, b, &ctx.cfg, &mut dropped) {
                     Queued::Skipped => {}
                     Queued::Yes if dropped.oldest > dropped_before => {
                         // drop_oldest took older messages: say so, then carry on.
@@ -283,7 +283,6 @@ fn enqueue<S: Write>(
     conn: &mut Conn<S>,
     b: &Arc<Broadcast>,
     cfg: &Config,
-    metrics: &Metrics,
     dropped: &mut Dropped,
 ) -> Queued {
     let Some(sub) = conn.state.subscriber() else {
@@ -298,11 +297,7 @@ fn enqueue<S: Write>(
         // An error shows again at the connection's next flush, which removes it.
         let _ = conn.send.flush(&mut conn.stream, limit);
     }
-    let frame = conn.send.frame_of(b, cfg.compression_min_bytes, metrics);
-    match conn
-        .send
-        .push_broadcast_as(b, frame, limit, cfg.slow_client_policy)
-    {
+    match conn.send.push_broadcast(b, limit, cfg.slow_client_policy) {
         Pushed::Queued => {}
         Pushed::Conflated(n) => dropped.conflated += n,
         Pushed::DroppedOldest(n) => dropped.oldest += n,

@@ -2,6 +2,8 @@
 //! WebSocket or with one of the plain endpoints (then closing).
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tungstenite::Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -9,7 +11,9 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use super::accounting::{CompressingCount, WsSlot};
 use super::conn::{Compressing, Conn, RateLimit, State, WsConn};
 use super::effect::{Context, Effect, Effects};
-use crate::broadcast::text_frame;
+use super::token;
+use crate::auth::Session;
+use crate::broadcast::{Deflate, Form, text_frame};
 use crate::deflate::inbound::Inbound;
 use crate::deflate::{self, Agreed};
 use crate::endpoints;
@@ -33,15 +37,11 @@ const MAX_LOGGED_ORIGIN: usize = 200;
 /// What a complete request head asks for.
 enum Route {
     /// A valid upgrade: the 101 answer is ready, the head is `head_len` bytes.
-    Upgrade {
-        echo: bool,
-        answer: Vec<u8>,
-        head_len: usize,
-        deflate: Option<Agreed>,
-    },
+    Upgrade(Opening),
     Respond(Response),
-    /// A valid `GET /sse`: the 200 head and what to subscribe to.
-    Stream(Vec<u8>, SseRequest),
+    /// A valid `GET /sse`: the 200 head, what to subscribe to, and when its
+    /// token expires.
+    Stream(Vec<u8>, SseRequest, Option<Instant>),
     /// A publish whose body has not fully arrived.
     NeedBody,
 }
@@ -66,23 +66,16 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
     match route {
         Route::NeedBody => {}
         Route::Respond(resp) => respond(conn, resp, out),
-        Route::Upgrade {
-            echo,
-            answer,
-            head_len,
-            deflate,
-        } => {
-            let opening = Opening {
-                echo,
-                answer,
-                head_len,
-                deflate,
-            };
-            upgrade(conn, ctx, opening, out)
-        }
-        Route::Stream(head, req) => {
+        Route::Upgrade(opening) => upgrade(conn, ctx, opening, out),
+        Route::Stream(head, req, expires_at) => {
             if let Err(resp) = super::sse_conn::start(conn, ctx, head, req, out) {
-                respond(conn, resp, out);
+                return respond(conn, resp, out);
+            }
+            if let State::Sse(stream) = &mut conn.state
+                && expires_at.is_some()
+            {
+                stream.expires_at = expires_at;
+                out.push(Effect::WakeAt(stream.next_deadline(ctx.cfg.idle_timeout)));
             }
         }
     }
@@ -133,15 +126,25 @@ fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route 
     let admission = || ctx.shared.admission_closed();
     match upgrade::check_upgrade(req, &ctx.cfg.allowed_origins, admission) {
         Ok(()) => {
+            // The conformance echo needs no token.
+            let session = if is_echo {
+                None
+            } else {
+                match token::admit(ctx, req) {
+                    Ok(session) => session,
+                    Err(resp) => return Route::Respond(resp),
+                }
+            };
             let deflate = deflate::negotiate(req, ctx.cfg.compression);
             let extensions = deflate.map(|d| d.header_value());
             let key = req.header("Sec-WebSocket-Key").unwrap_or_default();
-            Route::Upgrade {
+            Route::Upgrade(Opening {
                 echo: is_echo,
                 answer: upgrade::upgrade_response(key, extensions.as_deref()),
                 head_len: req.head_len,
                 deflate,
-            }
+                session,
+            })
         }
         Err(refusal) => Route::Respond(refused(ctx, req, refusal, out)),
     }
@@ -160,13 +163,21 @@ fn sse_route(ctx: &Context, req: &Request, out: &mut Effects) -> Result<Route, R
     {
         return Err(refused(ctx, req, Refusal::Origin, out));
     }
-    // Authentication (issue 15) goes here: the token from `?token=` or the
-    // `odin_ws_token` cookie, 401 before the stream starts.
+    // The token (`?token=`, the cookie or Bearer): 401, then its grant: 403.
+    let session = token::admit(ctx, req)?;
     let sse_req = sse::parse_request(req, &ctx.cfg)?;
+    if let Some(session) = &session {
+        token::check_stream(session, &sse_req.channels, ctx)?;
+    }
     if let Some(why) = ctx.shared.admission_closed() {
         return Err(refused(ctx, req, Refusal::Closed(why), out));
     }
-    Ok(Route::Stream(sse::stream_head(&ctx.cfg, req), sse_req))
+    let expires_at = session.map(|s| s.expires_at);
+    Ok(Route::Stream(
+        sse::stream_head(&ctx.cfg, req),
+        sse_req,
+        expires_at,
+    ))
 }
 
 /// Counts the refusal; a refused Origin is also logged, since the browser
@@ -196,6 +207,8 @@ struct Opening {
     answer: Vec<u8>,
     head_len: usize,
     deflate: Option<Agreed>,
+    /// What its token allows (JWT authentication; None when off).
+    session: Option<Box<Session>>,
 }
 
 /// Takes a WebSocket slot, queues the 101 (and the welcome) and opens the
@@ -206,6 +219,7 @@ fn upgrade<S>(conn: &mut Conn<S>, ctx: &Context, opening: Opening, out: &mut Eff
         answer,
         head_len,
         deflate,
+        session,
     } = opening;
     let Some(slot) = WsSlot::claim(&ctx.shared, ctx.cfg.max_connections) else {
         return respond(conn, upgrade::not_accepting(Reject::MaxConnections), out);
@@ -227,8 +241,15 @@ fn upgrade<S>(conn: &mut Conn<S>, ctx: &Context, opening: Opening, out: &mut Eff
         );
         conn.send.push_own(text_frame(welcome.into_bytes()));
     }
-    conn.send.window = deflate.map(|d| d.window());
-    let ws = open_websocket(ctx, echo, leftover, slot, deflate.is_some());
+    if let Some(d) = &deflate {
+        conn.send.set_form(Form::Deflated(Deflate {
+            window: d.window(),
+            min_bytes: ctx.cfg.compression_min_bytes,
+            counters: Arc::clone(&ctx.shared.metrics.compression),
+        }));
+    }
+    let mut ws = open_websocket(ctx, echo, leftover, slot, deflate.is_some());
+    ws.session = session;
     out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
     out.push(Effect::Flush);
     out.push(Effect::ReadAgain);
@@ -270,6 +291,7 @@ fn open_websocket(
         drain_at: None,
         paused_since: None,
         _slot: slot,
+        session: None,
     }
 }
 

@@ -19,6 +19,7 @@ mod slab;
 mod sse_conn;
 #[cfg(test)]
 mod testing;
+mod token;
 mod worker;
 mod ws_conn;
 

@@ -10,8 +10,6 @@ use tungstenite::Bytes;
 
 use crate::broadcast::{Broadcast, Form};
 use crate::config::SlowClientPolicy;
-use crate::deflate::Window;
-use crate::metrics::Metrics;
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -58,11 +56,9 @@ pub struct SendQueue {
     /// conflate policy: the newest message per channel, held while the queue is full.
     latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
     latest_bytes: usize,
-    /// WebSocket frames, or SSE events, for broadcasts and replies alike.
+    /// WebSocket frames (deflated or not), or SSE events, for broadcasts and
+    /// replies alike.
     form: Form,
-    /// The permessage-deflate window class the connection agreed to: broadcasts
-    /// go out as that class's shared deflated copy. `None`: uncompressed.
-    pub window: Option<Window>,
 }
 
 impl SendQueue {
@@ -80,7 +76,7 @@ impl SendQueue {
         self.written
     }
 
-    /// Makes this queue an SSE stream's (or back).
+    /// Makes this queue an SSE stream's or a compressing WebSocket's (or back).
     pub fn set_form(&mut self, form: Form) {
         self.form = form;
     }
@@ -101,33 +97,15 @@ impl SendQueue {
         self.own_bytes * 2 > self.len()
     }
 
+    /// Queues `b` in this connection's form (a WebSocket frame, the shared deflated
+    /// copy, or an SSE event), under the slow-consumer policy past `limit`.
     pub fn push_broadcast(
         &mut self,
         b: &Arc<Broadcast>,
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        self.push_broadcast_as(b, self.form.message(b), limit, policy)
-    }
-
-    /// The bytes of `b` this connection takes: its form's (a WebSocket frame or an
-    /// SSE event), or for a compressing WebSocket the deflated copy it shares.
-    pub fn frame_of(&self, b: &Broadcast, min_bytes: usize, metrics: &Metrics) -> Bytes {
-        match self.window {
-            Some(_) => b.frame_for(self.window, min_bytes, metrics),
-            None => self.form.message(b),
-        }
-    }
-
-    /// `push_broadcast` with the frame this connection takes (`frame`: its form's
-    /// or a deflated copy). Conflated messages go out plain when released.
-    pub fn push_broadcast_as(
-        &mut self,
-        b: &Arc<Broadcast>,
-        frame: Bytes,
-        limit: usize,
-        policy: SlowClientPolicy,
-    ) -> Pushed {
+        let frame = self.form.message(b);
         let fits = self.latest.is_empty() && self.bytes + frame.len() <= limit;
         if fits {
             self.push_shared(frame);

@@ -22,7 +22,7 @@ use super::effect::{Context, Effect, Effects};
 use super::log_throttle::LogThrottle;
 use super::patterns::Subscriptions;
 use super::slab::{Key, Slab};
-use super::{closing, http_conn, sse_conn, ws_conn};
+use super::{closing, http_conn, sse_conn, token, ws_conn};
 use crate::shared::Shared;
 
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -206,6 +206,10 @@ impl Worker {
             return;
         };
         let (ctx, out) = (&self.ctx, &mut self.effects);
+        // A token's deadlines first: at its exp the connection ends.
+        if token::on_timer(conn, ctx, out) {
+            return self.apply_effects(key);
+        }
         match conn.state {
             State::Http(_) => http_conn::on_timer(conn, ctx, out),
             State::Ws(_) => ws_conn::on_timer(conn, ctx, out),

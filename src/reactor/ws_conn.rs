@@ -18,9 +18,10 @@ use super::conn::{Conn, State, WsConn};
 use super::effect::{Context, Effect, Effects};
 use super::patterns::Pattern;
 use super::send_queue::{QueueIo, SendQueue};
-use crate::broadcast::{data_frame, deflated_frame, text_frame};
+use super::token;
+use crate::auth::Session;
+use crate::broadcast::{Form, data_frame, deflated_frame, text_frame};
 use crate::channel;
-use crate::deflate::Window;
 use crate::deflate::inbound::Failure;
 use crate::protocol::{self, CatchUp, ClientMessage, ErrorCode, RefusedChannels};
 
@@ -238,7 +239,7 @@ fn on_message(
     let text = match msg {
         Message::Text(text) => text,
         Message::Binary(data) if ws.echo => {
-            send.push_own(echo_frame(&data, Data::Binary, send.window, ctx));
+            send.push_own(echo_frame(&data, Data::Binary, send.form(), ctx));
             return None;
         }
         Message::Binary(_) => {
@@ -260,20 +261,20 @@ fn on_message(
         Err(ending) => return Some(ending),
     }
     if ws.echo {
-        let window = send.window;
-        send.push_own(echo_frame(text.as_bytes(), Data::Text, window, ctx));
+        let frame = echo_frame(text.as_bytes(), Data::Text, send.form(), ctx);
+        send.push_own(frame);
         return None;
     }
-    answer_request(&text, &ws.subscriptions, send, ctx, out);
+    answer_request(&text, ws, send, ctx, out);
     None
 }
 
 /// The echo of a message: deflated for a compressing connection (at least
 /// WS_COMPRESSION_MIN_BYTES), as broadcasts are.
-fn echo_frame(payload: &[u8], data: Data, window: Option<Window>, ctx: &Context) -> Bytes {
-    match window {
-        Some(w) if payload.len() >= ctx.cfg.compression_min_bytes => {
-            deflated_frame(payload, data, w, &ctx.shared.metrics)
+fn echo_frame(payload: &[u8], data: Data, form: &Form, ctx: &Context) -> Bytes {
+    match form {
+        Form::Deflated(d) if payload.len() >= d.min_bytes => {
+            deflated_frame(payload, data, d.window, &ctx.shared.metrics.compression)
         }
         _ => data_frame(payload.to_vec(), data),
     }
@@ -303,11 +304,13 @@ fn take_rate_token(ws: &mut WsConn, send: &mut SendQueue, ctx: &Context) -> Resu
 /// A text message of the client protocol.
 fn answer_request(
     text: &str,
-    held: &[Pattern],
+    ws: &mut WsConn,
     send: &mut SendQueue,
     ctx: &Context,
     out: &mut Effects,
 ) {
+    let held = &ws.subscriptions;
+    let session = ws.session.as_deref();
     match protocol::parse(text) {
         Err(e) => reply_error(send, ctx, e.code, &e.message, e.id.as_deref()),
         Ok(ClientMessage::Ping { id }) => {
@@ -318,20 +321,28 @@ fn answer_request(
             id,
             catch_up,
         }) => {
-            let change = Change::Subscribe(&catch_up);
+            let change = Change::Subscribe(&catch_up, session);
             change_subscriptions(change, &channels, id.as_deref(), held, send, ctx, out);
         }
         Ok(ClientMessage::Unsubscribe { channels, id }) => {
             let id = id.as_deref();
             change_subscriptions(Change::Unsubscribe, &channels, id, held, send, ctx, out);
         }
+        Ok(ClientMessage::Refresh { token, id }) => {
+            let held = held_patterns(held, out);
+            let id = id.as_deref();
+            if token::refresh(&mut ws.session, &held, &token, id, send, ctx, out) {
+                out.push(Effect::WakeAt(ws.next_deadline(ctx.cfg.idle_timeout)));
+            }
+        }
     }
 }
 
 #[derive(Clone, Copy)]
 enum Change<'a> {
-    /// With what the subscriber asks for besides live messages.
-    Subscribe(&'a CatchUp),
+    /// With what the subscriber asks for besides live messages, and what its
+    /// token allows (None: JWT authentication is off).
+    Subscribe(&'a CatchUp, Option<&'a Session>),
     Unsubscribe,
 }
 
@@ -349,15 +360,23 @@ fn change_subscriptions(
 ) {
     let mut accepted = Vec::new();
     let mut invalid = RefusedChannels::default();
+    let mut forbidden = RefusedChannels::default();
     let mut over_limit = RefusedChannels::default();
-    let max = ctx.cfg.max_subscriptions;
+    let session = match change {
+        Change::Subscribe(_, session) => session,
+        Change::Unsubscribe => None,
+    };
+    let max = session.map_or(ctx.cfg.max_subscriptions, |s| s.max_subscriptions);
     for ch in channels {
         match (channel::validate_pattern(ch), change) {
             (Err(e), _) => invalid.add(ch, || e.to_string()),
-            (Ok(()), Change::Subscribe(_)) if !subscribe(ch, held, max, out) => {
+            (Ok(()), Change::Subscribe(..)) if session.is_some_and(|s| !s.grant.permits(ch)) => {
+                forbidden.add(ch, String::new);
+            }
+            (Ok(()), Change::Subscribe(..)) if !subscribe(ch, held, max, out) => {
                 over_limit.add(ch, String::new);
             }
-            (Ok(()), Change::Subscribe(_)) => accepted.push(ch.as_str()),
+            (Ok(()), Change::Subscribe(..)) => accepted.push(ch.as_str()),
             (Ok(()), Change::Unsubscribe) => {
                 unsubscribe(ch, held, out);
                 accepted.push(ch.as_str());
@@ -374,6 +393,14 @@ fn change_subscriptions(
         ctx,
     );
     reply_refusals(
+        ErrorCode::Forbidden,
+        token::FORBIDDEN,
+        &forbidden,
+        id,
+        send,
+        ctx,
+    );
+    reply_refusals(
         ErrorCode::TooManySubscriptions,
         &over,
         &over_limit,
@@ -385,7 +412,7 @@ fn change_subscriptions(
         return;
     }
     match change {
-        Change::Subscribe(catch_up) => {
+        Change::Subscribe(catch_up, _) => {
             catch_up::acknowledge(&accepted, id, catch_up, send, ctx, out);
         }
         Change::Unsubscribe => {
@@ -442,6 +469,20 @@ fn holds(held: &[Pattern], out: &Effects, pattern: &str) -> bool {
         _ => None,
     });
     pending.unwrap_or_else(|| held.iter().any(|p| **p == *pattern))
+}
+
+/// The patterns the connection holds once the changes listed so far this turn
+/// are applied.
+fn held_patterns(held: &[Pattern], out: &Effects) -> Vec<String> {
+    let mut now: Vec<String> = held.iter().map(|p| String::from(&**p)).collect();
+    for e in out {
+        match e {
+            Effect::Subscribe(p) => now.push(p.clone()),
+            Effect::Unsubscribe(p) => now.retain(|q| q != p),
+            _ => {}
+        }
+    }
+    now
 }
 
 /// How many patterns the connection holds once the listed changes are applied

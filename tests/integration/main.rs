@@ -1,6 +1,7 @@
 //! Integration tests: the real binary over real sockets. One test binary, one
 //! module per area.
 
+mod auth;
 #[path = "../common/mod.rs"]
 mod common;
 mod compression;

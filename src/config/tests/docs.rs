@@ -188,11 +188,13 @@ fn applied_on_reload() -> BTreeSet<String> {
     ];
     let old = Config::from_sources(&[], &env(&base)).unwrap();
     let creds = temp_file("docs.creds", "creds");
+    let keys = temp_file("docs.pem", crate::auth::TEST_EC_PUBLIC_PEM);
     let text = example();
     let mut applied = BTreeSet::new();
     for (name, _, block) in documented(&text) {
         let value = match name {
             spec::NATS_CREDS_FILE => creds.to_str().unwrap(),
+            spec::WS_AUTH_JWT_KEY_FILE => keys.to_str().unwrap(),
             _ => example_value(&block, name),
         };
         let mut newer = env(&base);
@@ -215,6 +217,7 @@ fn applied_on_reload() -> BTreeSet<String> {
         }
     }
     std::fs::remove_file(creds).unwrap();
+    std::fs::remove_file(keys).unwrap();
     applied
 }
 

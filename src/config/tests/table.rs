@@ -95,8 +95,11 @@ fn reload_diff_separates_reloadable_settings() {
 
 #[test]
 fn with_reloaded_applies_every_reloadable_setting_and_nothing_else() {
+    let keys = temp_file("reload.pem", crate::auth::TEST_RSA_PUBLIC_PEM);
     let old = from_env(&[("WS_ADDR", ":3002")]).unwrap();
     let new = from_env(&[
+        ("WS_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("WS_AUTH_JWT_KEY_FILE", keys.to_str().unwrap()),
         ("LOG_LEVEL", "debug"),
         ("WS_MAX_NATS_RATE", "10"),
         ("WS_MAX_BROADCAST_RATE", "20"),
@@ -114,4 +117,73 @@ fn with_reloaded_applies_every_reloadable_setting_and_nothing_else() {
     let next = old.with_reloaded(&new);
     assert!(next.reloadable_diff(&new).is_empty());
     assert_eq!(next.restart_diff(&old), Vec::<String>::new());
+    assert!(next.auth.is_some() && old.auth.is_none());
+    std::fs::remove_file(keys).unwrap();
+}
+
+#[test]
+fn a_key_file_rewritten_in_place_is_a_reloadable_change() {
+    let path = temp_file("rotate.pem", crate::auth::TEST_RSA_PUBLIC_PEM);
+    let name = path.to_str().unwrap();
+    let old = from_env(&[("WS_AUTH_JWT_KEY_FILE", name)]).unwrap();
+    let both = format!(
+        "{}{}",
+        crate::auth::TEST_RSA_PUBLIC_PEM,
+        crate::auth::TEST_EC_PUBLIC_PEM
+    );
+    std::fs::write(&path, both).unwrap();
+    let new = from_env(&[("WS_AUTH_JWT_KEY_FILE", name)]).unwrap();
+    assert_eq!(
+        old.reloadable_diff(&new),
+        [format!(
+            "WS_AUTH_JWT_KEY_FILE: {name} read again: RS256 -> RS256, ES256"
+        )]
+    );
+    assert!(old.restart_diff(&new).is_empty());
+    let next = old.with_reloaded(&new);
+    assert_eq!(next.auth, new.auth);
+    assert!(next.reloadable_diff(&new).is_empty());
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn the_jwt_secret_is_masked_and_never_in_an_error() {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let c = from_env(&[("WS_AUTH_JWT_SECRET", secret)]).unwrap();
+    let row = c
+        .table_rows()
+        .into_iter()
+        .find(|r| r.0 == "WS_AUTH_JWT_SECRET");
+    assert_eq!(row.unwrap().1, "***");
+    assert!(!format!("{c:?}").contains(secret));
+    let short = "too-short-secret";
+    let errors = from_env(&[("WS_AUTH_JWT_SECRET", short)]).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].variable, "WS_AUTH_JWT_SECRET");
+    assert_eq!(errors[0].value, "***");
+    assert!(!errors[0].message.contains(short), "{}", errors[0].message);
+    assert!(
+        errors[0]
+            .message
+            .starts_with("WS_AUTH_JWT_SECRET must be at least 32 bytes")
+    );
+}
+
+#[test]
+fn a_bad_key_file_is_an_error_naming_the_variable_and_the_path() {
+    let empty = temp_file("empty.pem", "not a key\n");
+    let name = empty.to_str().unwrap();
+    let empty_file = messages(&[("WS_AUTH_JWT_KEY_FILE", name)]);
+    assert_eq!(
+        empty_file,
+        [format!(
+            "WS_AUTH_JWT_KEY_FILE {name:?} holds no PEM public key"
+        )]
+    );
+    let missing = messages(&[("WS_AUTH_JWT_KEY_FILE", "/nonexistent/keys.pem")]);
+    assert!(
+        missing[0].starts_with("WS_AUTH_JWT_KEY_FILE \"/nonexistent/keys.pem\" cannot be read: "),
+        "{missing:?}"
+    );
+    std::fs::remove_file(empty).unwrap();
 }
