@@ -13,6 +13,10 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use crate::deflate::{Window, codec};
 use crate::metrics::Metrics;
 
+/// The `pos` of a broadcast that never went through this process's ring: one
+/// history refilled from the JetStream stream at start. Every worker is past it.
+pub const OUTSIDE_RING: u64 = u64::MAX;
+
 /// A broadcast as it sits in the ring.
 #[derive(Debug)]
 pub struct Broadcast {
@@ -191,6 +195,12 @@ impl Broadcast {
             received_at,
             body,
         }
+    }
+
+    /// Whether a reader whose next ring position is `cursor` has passed it (a
+    /// broadcast from outside the ring is always behind every reader).
+    pub fn before(&self, cursor: u64) -> bool {
+        self.pos < cursor || self.pos == OUTSIDE_RING
     }
 
     /// What this broadcast holds in memory (frame and body), for the ring's byte bound.

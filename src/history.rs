@@ -175,7 +175,7 @@ impl History {
                 channel
                     .entries
                     .range(after..)
-                    .filter(|b| b.pos < before_pos)
+                    .filter(|b| b.before(before_pos))
                     .cloned(),
             );
         }
@@ -188,7 +188,7 @@ impl History {
     pub fn latest(&self, patterns: &[&str], before_pos: u64) -> Vec<Arc<Broadcast>> {
         let mut out: Vec<Arc<Broadcast>> = self
             .covered(patterns)
-            .filter_map(|c| c.entries.iter().rev().find(|b| b.pos < before_pos))
+            .filter_map(|c| c.entries.iter().rev().find(|b| b.before(before_pos)))
             .cloned()
             .collect();
         out.sort_by_key(|b| b.seq);

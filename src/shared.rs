@@ -19,6 +19,11 @@ use crate::ring::Ring;
 /// Sockets waiting for one worker; the acceptor refuses more than this.
 pub const HANDOFF_CAPACITY: usize = 65_536;
 
+/// How long a JetStream instance may report `starting` (503) while it refills
+/// history from the stream: past it /health answers as usual, so a broken stream
+/// does not keep the instance out of service.
+pub const STARTING_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// At most one log line per this many ms about refused broadcasts.
 const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
 
@@ -94,6 +99,9 @@ pub struct Shared {
     pub history: Mutex<History>,
     /// The sequence space of `seq` that `welcome` announces (docs/protocol.md).
     epoch: RwLock<Arc<str>>,
+    /// JetStream mode until history is refilled from the stream: /health says
+    /// `starting` (503) meanwhile, for at most STARTING_DEADLINE.
+    starting: AtomicBool,
 }
 
 impl Shared {
@@ -140,6 +148,7 @@ impl Shared {
                 bytes: cfg_history.2,
             })),
             epoch: RwLock::new(epoch.into()),
+            starting: AtomicBool::new(jetstream),
         }
     }
 
@@ -151,6 +160,16 @@ impl Shared {
 
     pub fn set_epoch(&self, epoch: &str) {
         *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = epoch.into();
+    }
+
+    /// Whether /health should still say `starting`: history is being refilled
+    /// and STARTING_DEADLINE has not passed.
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::Acquire) && self.started.elapsed() < STARTING_DEADLINE
+    }
+
+    pub fn finish_starting(&self) {
+        self.starting.store(false, Ordering::Release);
     }
 
     pub fn history(&self) -> std::sync::MutexGuard<'_, History> {

@@ -43,6 +43,11 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
             }
         }
     };
+    let first = ready.stream.state.first_seq;
+    super::refill::refill(shared, conn, first, ready.ack_floor);
+    // Resumes are answered from here on (before: `unavailable`), from a full history.
+    shared.set_epoch(&ready.epoch);
+    shared.finish_starting();
     shared.set_nats_state(NatsState::Connected);
     let progress = Arc::new(Progress::new(unix_ns(ready.stream.state.last_ts)));
     js_watch::start(Arc::clone(shared), conn.clone(), Arc::clone(&progress));

@@ -20,6 +20,12 @@ pub struct Ready {
     /// The consumer takes every subject of the stream, so a gap in its sequences
     /// is a loss (with a filter, other subjects' sequences are gaps too).
     pub fill_gaps: bool,
+    /// The stream sequence up to which the consumer has every message acked: what
+    /// came after it comes through the consumer, what came before is history
+    /// (`refill`).
+    pub ack_floor: u64,
+    /// The epoch clients resume in, announced once history is refilled.
+    pub epoch: String,
 }
 
 pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> {
@@ -27,8 +33,7 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     let stream = ensure_stream(conn, &cfg)?;
     let replicas = stream.config.num_replicas;
     shared.jetstream.set_replicas(replicas);
-    shared.set_epoch(&epoch_of(&stream));
-    let fill_gaps = ensure_consumer(conn, &cfg, replicas)?;
+    let (fill_gaps, ack_floor) = ensure_consumer(conn, &cfg, replicas)?;
     let (name, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     let options = PullSubscribeOptions::new()
         .bind_stream(name.clone())
@@ -42,8 +47,10 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     );
     Ok(Ready {
         sub,
+        epoch: epoch_of(&stream),
         stream,
         fill_gaps,
+        ack_floor,
     })
 }
 
@@ -123,8 +130,13 @@ fn warn_about_replicas(cfg: &Config, info: &StreamInfo) {
     }
 }
 
-/// Ok(true) when the consumer takes every subject of the stream.
-fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Result<bool, String> {
+/// Whether the consumer takes every subject of the stream, and its ack floor
+/// (stream sequence).
+fn ensure_consumer(
+    conn: &nats::Connection,
+    cfg: &Config,
+    replicas: usize,
+) -> Result<(bool, u64), String> {
     let (stream, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     match jsapi::consumer_info(conn, stream, consumer) {
         Ok(info) => {
@@ -133,7 +145,10 @@ fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Re
                 info.ack_floor.stream_seq,
                 info.num_pending
             );
-            Ok(info.config.filter_subject.is_empty())
+            Ok((
+                info.config.filter_subject.is_empty(),
+                info.ack_floor.stream_seq,
+            ))
         }
         Err(ApiError::NotFound) => {
             let config = json!({
@@ -145,12 +160,13 @@ fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Re
                 "replay_policy": "instant",
                 "num_replicas": replicas,
             });
-            jsapi::create_consumer(conn, stream, consumer, &config)
+            let info = jsapi::create_consumer(conn, stream, consumer, &config)
                 .map_err(|e| format!("creating consumer {consumer}: {e}"))?;
             log::info!(
                 "JetStream durable consumer {consumer} created on {stream}, starting at new messages"
             );
-            Ok(true)
+            // Starting at new messages, its ack floor is the stream's last one.
+            Ok((true, info.ack_floor.stream_seq))
         }
         Err(e) => Err(format!("consumer {consumer}: {e}")),
     }

@@ -3,7 +3,8 @@
 //! consumer, and feeds the broadcast ring within the configured rates: `connect`
 //! holds the connection (`peer` names its server), `core` and `jetstream` the two
 //! modes, `throttle` the pause and rate rules both obey, `pending` core NATS's
-//! bounded queue. JetStream: `js_setup` makes the stream and the consumer, `seen`
+//! bounded queue. JetStream: `js_setup` makes the stream and the consumer, `refill` fills history from the
+//! stream at start, `seen`
 //! keeps delivery exactly once, `js_watch` and `health` tell a stall, `jsapi` makes
 //! the API requests.
 //!
@@ -20,6 +21,7 @@ mod js_watch;
 mod jsapi;
 mod peer;
 mod pending;
+mod refill;
 mod seen;
 mod throttle;
 
