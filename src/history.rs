@@ -103,6 +103,13 @@ impl History {
         self.compact_order();
     }
 
+    /// Positions before `seq` cannot be promised (what came before it is not all
+    /// here): a history refilled from the stream starts where its refill did, or
+    /// where the consumer takes over when nothing was refilled.
+    pub fn starts_at(&mut self, seq: u64) {
+        self.first_seq = Some(self.first_seq.map_or(seq, |first| first.max(seq)));
+    }
+
     /// Drops the oldest entries past the age or the byte bound.
     pub fn evict(&mut self, now: Instant) {
         while let Some((at, _, _)) = self.order.front() {

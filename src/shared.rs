@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use crate::broadcast::{Broadcast, MessageBody};
 use crate::config::Config;
 use crate::history::{self, History};
-use crate::intake::JetStreamHealth;
+use crate::intake::{JetStreamHealth, StreamReads};
 use crate::metrics::{Metrics, Refusal, Reject};
 use crate::publish_queue::{self, PublishQueue};
 use crate::ring::Ring;
@@ -102,10 +102,14 @@ pub struct Shared {
     /// JetStream mode until history is refilled from the stream: /health says
     /// `starting` (503) meanwhile, for at most STARTING_DEADLINE.
     starting: AtomicBool,
+    /// Resumes and snapshots memory cannot answer, on their way to the JetStream
+    /// stream and back (intake::stream_read).
+    pub stream_reads: StreamReads,
 }
 
 impl Shared {
     pub fn new(config: Config, workers: Vec<WorkerHandle>, instance: String) -> Shared {
+        let workers_len = workers.len();
         let nats = if config.nats_urls.is_empty() {
             NatsState::Disabled
         } else {
@@ -149,6 +153,7 @@ impl Shared {
             })),
             epoch: RwLock::new(epoch.into()),
             starting: AtomicBool::new(jetstream),
+            stream_reads: StreamReads::new(workers_len),
         }
     }
 

@@ -47,6 +47,7 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
     super::refill::refill(shared, conn, first, ready.ack_floor);
     // Resumes are answered from here on (before: `unavailable`), from a full history.
     shared.set_epoch(&ready.epoch);
+    super::stream_read::start(shared, conn);
     shared.finish_starting();
     shared.set_nats_state(NatsState::Connected);
     let progress = Arc::new(Progress::new(unix_ns(ready.stream.state.last_ts)));

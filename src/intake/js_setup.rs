@@ -130,8 +130,8 @@ fn warn_about_replicas(cfg: &Config, info: &StreamInfo) {
     }
 }
 
-/// Whether the consumer takes every subject of the stream, and its ack floor
-/// (stream sequence).
+/// Whether the consumer takes every subject of the stream, and the stream
+/// sequence up to which what the stream holds is history, not news (its ack floor).
 fn ensure_consumer(
     conn: &nats::Connection,
     cfg: &Config,
@@ -145,10 +145,12 @@ fn ensure_consumer(
                 info.ack_floor.stream_seq,
                 info.num_pending
             );
-            Ok((
-                info.config.filter_subject.is_empty(),
-                info.ack_floor.stream_seq,
-            ))
+            // One that never acked anything starts where it was first delivered.
+            let floor = match info.ack_floor.stream_seq {
+                0 => info.delivered.stream_seq,
+                floor => floor,
+            };
+            Ok((info.config.filter_subject.is_empty(), floor))
         }
         Err(ApiError::NotFound) => {
             let config = json!({
@@ -165,8 +167,13 @@ fn ensure_consumer(
             log::info!(
                 "JetStream durable consumer {consumer} created on {stream}, starting at new messages"
             );
-            // Starting at new messages, its ack floor is the stream's last one.
-            Ok((true, info.ack_floor.stream_seq))
+            // Starting at new messages: what the stream holds now is history (a
+            // message stored meanwhile comes through the consumer as well).
+            let last = jsapi::stream_info(conn, stream)
+                .map_err(|e| format!("stream {stream} after creating {consumer}: {e}"))?
+                .state
+                .last_seq;
+            Ok((true, last.max(info.ack_floor.stream_seq)))
         }
         Err(e) => Err(format!("consumer {consumer}: {e}")),
     }

@@ -21,11 +21,13 @@ pub const REFILL_MAX_MESSAGES: u64 = 10_000;
 /// history; returns how many were inserted.
 pub fn refill(shared: &Shared, conn: &nats::Connection, first: u64, ack_floor: u64) -> u64 {
     if ack_floor == 0 || ack_floor < first {
+        shared.history().starts_at(ack_floor + 1);
         return 0;
     }
     let from = first
         .max(ack_floor.saturating_sub(REFILL_MAX_MESSAGES - 1))
         .max(1);
+    shared.history().starts_at(from);
     let stream = shared.config().js_stream.clone();
     let started = Instant::now();
     let mut inserted = 0;
@@ -37,8 +39,9 @@ pub fn refill(shared: &Shared, conn: &nats::Connection, first: u64, ack_floor: u
             Err(e) => {
                 log::warn!(
                     "history refill stopped at stream sequence {seq} ({e}); \
-                     positions before it are too_old"
+                     positions before {ack_floor} are not resumed from memory"
                 );
+                shared.history().starts_at(ack_floor + 1);
                 break;
             }
         };
@@ -61,7 +64,7 @@ pub fn refill(shared: &Shared, conn: &nats::Connection, first: u64, ack_floor: u
 
 /// The moment a message published at `unix_ns` (the NATS server's clock) was,
 /// on this process's monotonic clock.
-fn published_instant(unix_ns: i64) -> Instant {
+pub fn published_instant(unix_ns: i64) -> Instant {
     let now_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)

@@ -7,6 +7,7 @@ use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::accounting::{CompressingCount, SocketCount, SseClient, WsSlot};
+use super::catch_up::{StreamCuts, StreamWait};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::deflate::inbound::Inbound;
@@ -151,6 +152,10 @@ pub struct WsConn {
     pub _slot: WsSlot,
     /// Set when permessage-deflate was negotiated (the send queue holds the window).
     pub deflate: Option<Box<Compressing>>,
+    /// A subscribe waiting for its JetStream stream read (live broadcasts held).
+    pub stream_wait: Option<Box<StreamWait>>,
+    /// What stream reads sent that live delivery may still bring.
+    pub stream_cuts: StreamCuts,
 }
 
 /// A connection that negotiated permessage-deflate: client frames pass through

@@ -19,5 +19,6 @@ mod resume;
 mod shutdown;
 mod slow_consumers;
 mod sse;
+mod stream_resume;
 mod support;
 mod write_delay;

@@ -11,10 +11,13 @@ use nats::jetstream::{AckPolicy, ConsumerConfig, JetStream, PullSubscribeOptions
 
 use crate::support::*;
 
-const STREAM: &str = "ODIN_TEST";
-const CONSUMER: &str = "test-consumer";
+pub(crate) const STREAM: &str = "ODIN_TEST";
+pub(crate) const CONSUMER: &str = "test-consumer";
 
-fn js_env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn js_env(
+    nats: &NatsServer,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("NATS_URL", nats.url()),
         ("NATS_SUBJECTS", "odin.>".into()),
@@ -27,19 +30,19 @@ fn js_env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static st
     env
 }
 
-fn start(env: &[(&str, String)]) -> Server {
+pub(crate) fn start(env: &[(&str, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start(&env)
 }
 
-fn publish(js: &JetStream, subject: &str, n: u64) -> u64 {
+pub(crate) fn publish(js: &JetStream, subject: &str, n: u64) -> u64 {
     js.publish(subject, format!("{{\"n\":{n}}}"))
         .expect("stored")
         .sequence
 }
 
 /// The next message as (channel, seq, n).
-fn next(c: &mut Client) -> (String, u64, u64) {
+pub(crate) fn next(c: &mut Client) -> (String, u64, u64) {
     let msg = read_json(c);
     assert_eq!(msg["type"], "message", "{msg}");
     (
@@ -62,7 +65,7 @@ fn lose_one_delivery(js: &JetStream) -> u64 {
 }
 
 /// A JetStream context on `nats` with the stream made before odin-ws starts.
-fn stream_made_by_the_test(nats: &NatsServer) -> JetStream {
+pub(crate) fn stream_made_by_the_test(nats: &NatsServer) -> JetStream {
     let js = nats::jetstream::new(nats.client());
     js.add_stream(StreamConfig {
         name: STREAM.into(),
@@ -247,7 +250,7 @@ fn next_tick(c: &mut Client, gaps: &mut Vec<String>) -> u64 {
 }
 
 /// The welcome's epoch, once the instance knows its stream.
-fn epoch_of(s: &Server) -> String {
+pub(crate) fn epoch_of(s: &Server) -> String {
     let mut epoch = String::new();
     wait_for("the stream's epoch in welcome", || {
         let mut c = s.connect();
@@ -296,7 +299,7 @@ fn jetstream_a_client_resumes_on_another_instance() {
 }
 
 /// A subscribe with `since` (JSON text) on `channels`: the ack.
-fn resume(c: &mut Client, channels: &[&str], since: &str) -> serde_json::Value {
+pub(crate) fn resume(c: &mut Client, channels: &[&str], since: &str) -> serde_json::Value {
     let list = serde_json::to_string(channels).unwrap();
     send(
         c,
