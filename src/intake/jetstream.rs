@@ -61,6 +61,12 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
         seen: Seen::default(),
         skipped: Skipped::default(),
     };
+    if ready.ack_floor > 0 {
+        // History holds up to the floor: what a previous run took but had not
+        // acked comes back only after JS_ACK_WAIT, so the first message past it
+        // has them fetched by sequence first, in order (`fill_gap`).
+        intake.seen.insert(ready.ack_floor);
+    }
     intake.consume(&ready);
 }
 
