@@ -44,7 +44,7 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
         }
     };
     let first = ready.stream.state.first_seq;
-    super::refill::refill(shared, conn, first, ready.ack_floor);
+    super::refill::refill(shared, conn, first, ready.ack_floor, ready.history_start);
     // Resumes are answered from here on (before: `unavailable`), from a full history.
     shared.set_epoch(&ready.epoch);
     super::stream_read::start(shared, conn);

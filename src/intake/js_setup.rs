@@ -24,6 +24,8 @@ pub struct Ready {
     /// came after it comes through the consumer, what came before is history
     /// (`refill`).
     pub ack_floor: u64,
+    /// The first stream sequence history may promise when nothing is refilled.
+    pub history_start: u64,
     /// The epoch clients resume in, announced once history is refilled.
     pub epoch: String,
 }
@@ -33,7 +35,7 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     let stream = ensure_stream(conn, &cfg)?;
     let replicas = stream.config.num_replicas;
     shared.jetstream.set_replicas(replicas);
-    let (fill_gaps, ack_floor) = ensure_consumer(conn, &cfg, replicas)?;
+    let (fill_gaps, ack_floor, history_start) = ensure_consumer(conn, &cfg, replicas)?;
     let (name, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     let options = PullSubscribeOptions::new()
         .bind_stream(name.clone())
@@ -51,6 +53,7 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
         stream,
         fill_gaps,
         ack_floor,
+        history_start,
     })
 }
 
@@ -130,13 +133,14 @@ fn warn_about_replicas(cfg: &Config, info: &StreamInfo) {
     }
 }
 
-/// Whether the consumer takes every subject of the stream, and the stream
-/// sequence up to which what the stream holds is history, not news (its ack floor).
+/// Whether the consumer takes every subject of the stream, the stream sequence
+/// up to which what the stream holds is history, not news (its ack floor), and
+/// the first sequence history may promise without a refill.
 fn ensure_consumer(
     conn: &nats::Connection,
     cfg: &Config,
     replicas: usize,
-) -> Result<(bool, u64), String> {
+) -> Result<(bool, u64, u64), String> {
     let (stream, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     match jsapi::consumer_info(conn, stream, consumer) {
         Ok(info) => {
@@ -145,12 +149,14 @@ fn ensure_consumer(
                 info.ack_floor.stream_seq,
                 info.num_pending
             );
-            // One that never acked anything starts where it was first delivered.
-            let floor = match info.ack_floor.stream_seq {
-                0 => info.delivered.stream_seq,
-                floor => floor,
+            let floor = info.ack_floor.stream_seq;
+            // One that never acked anything: history only from what it delivers
+            // next (what it delivered unacked comes again, after JS_ACK_WAIT).
+            let start = match floor {
+                0 => info.delivered.stream_seq + 1,
+                floor => floor + 1,
             };
-            Ok((info.config.filter_subject.is_empty(), floor))
+            Ok((info.config.filter_subject.is_empty(), floor, start))
         }
         Err(ApiError::NotFound) => {
             let config = json!({
@@ -173,7 +179,8 @@ fn ensure_consumer(
                 .map_err(|e| format!("stream {stream} after creating {consumer}: {e}"))?
                 .state
                 .last_seq;
-            Ok((true, last.max(info.ack_floor.stream_seq)))
+            let floor = last.max(info.ack_floor.stream_seq);
+            Ok((true, floor, floor + 1))
         }
         Err(e) => Err(format!("consumer {consumer}: {e}")),
     }

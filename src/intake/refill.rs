@@ -18,10 +18,17 @@ use crate::shared::Shared;
 pub const REFILL_MAX_MESSAGES: u64 = 10_000;
 
 /// Reads `(first..=ack_floor)` (the newest REFILL_MAX_MESSAGES of it) into
-/// history; returns how many were inserted.
-pub fn refill(shared: &Shared, conn: &nats::Connection, first: u64, ack_floor: u64) -> u64 {
+/// history, which promises positions from there on (from `history_start` when
+/// there is nothing to read); returns how many were inserted.
+pub fn refill(
+    shared: &Shared,
+    conn: &nats::Connection,
+    first: u64,
+    ack_floor: u64,
+    history_start: u64,
+) -> u64 {
     if ack_floor == 0 || ack_floor < first {
-        shared.history().starts_at(ack_floor + 1);
+        shared.history().starts_at(history_start);
         return 0;
     }
     let from = first
