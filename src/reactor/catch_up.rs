@@ -404,3 +404,112 @@ fn queue_broadcast(b: &Arc<Broadcast>, send: &mut SendQueue, ctx: &Context) -> b
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::broadcast::{MessageBody, OUTSIDE_RING};
+    use crate::reactor::testing::{open_websocket, test_context};
+
+    fn msg(pos: u64, seq: u64, channel: &str) -> Arc<Broadcast> {
+        let body = MessageBody::new(channel, seq.to_string().as_bytes());
+        Arc::new(Broadcast::new(pos, seq, channel, body, Instant::now()))
+    }
+
+    fn ask(since: Option<u64>, snapshot: bool) -> Box<StreamAsk> {
+        Box::new(StreamAsk {
+            accepted: vec!["a.*".into()],
+            id: None,
+            known: None,
+            since,
+            snapshot,
+        })
+    }
+
+    /// (seq, snapshot flag) of the messages sent, after checking the ack first.
+    fn sent(frames: &[serde_json::Value]) -> Vec<(u64, bool)> {
+        assert_eq!(frames[0]["type"], "subscribed", "{frames:?}");
+        frames[1..]
+            .iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["snapshot"] == true))
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_replay_is_followed_by_the_held_broadcasts_it_did_not_send() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        conn.sent_json();
+        let mut wait = StreamWait::new(1, ask(Some(10), false));
+        // Live meanwhile: 12 (in the replay too), 13 of another subscription.
+        for held in [msg(0, 12, "a.x"), msg(1, 13, "b.y")] {
+            assert!(wait.hold(&held, 1 << 20));
+        }
+        let messages = vec![
+            msg(OUTSIDE_RING, 11, "a.x"),
+            msg(OUTSIDE_RING, 12, "a.x"),
+            msg(OUTSIDE_RING, 15, "a.y"),
+        ];
+        let resume = Some(Resumed::Recovered { upto: 16, messages });
+        let reply = Reply {
+            conn: 0,
+            ticket: 1,
+            resume,
+            snapshot: None,
+        };
+        let mut out = Effects::new();
+        let cut = finish(wait, reply, &mut conn.send, &ctx, &mut out);
+        assert_eq!(out, [Effect::Flush]);
+        let frames = conn.sent_json();
+        assert_eq!(frames[0]["recovered"], true);
+        let seqs: Vec<u64> = sent(&frames).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [11, 12, 15, 13]);
+        // Stored before intake took it: live brings 14 after the reply; it was sent.
+        let mut cuts = StreamCuts::default();
+        cuts.add(cut.expect("live has not passed 16 yet"));
+        assert!(cuts.drops(&msg(2, 14, "a.y")));
+        assert!(
+            !cuts.drops(&msg(3, 14, "b.z")),
+            "not on the replayed patterns"
+        );
+        assert!(!cuts.drops(&msg(4, 17, "a.x")));
+        assert!(cuts.0.is_empty(), "passed: forgotten");
+    }
+
+    #[test]
+    fn a_stream_snapshot_comes_before_newer_held_broadcasts_and_older_ones_are_dropped() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        conn.sent_json();
+        let mut wait = StreamWait::new(1, ask(None, true));
+        for held in [msg(0, 5, "a.x"), msg(1, 9, "a.x")] {
+            assert!(wait.hold(&held, 1 << 20));
+        }
+        let snapshot = Some(vec![
+            msg(OUTSIDE_RING, 7, "a.x"),
+            msg(OUTSIDE_RING, 8, "a.y"),
+        ]);
+        let reply = Reply {
+            conn: 0,
+            ticket: 1,
+            resume: None,
+            snapshot,
+        };
+        let mut out = Effects::new();
+        let cut = finish(wait, reply, &mut conn.send, &ctx, &mut out);
+        let frames = conn.sent_json();
+        assert!(frames[0].get("recovered").is_none(), "{frames:?}");
+        assert_eq!(sent(&frames), [(7, true), (8, true), (9, false)]);
+        assert!(cut.is_none(), "the held 9 is past every snapshot");
+    }
+
+    #[test]
+    fn held_broadcasts_past_the_send_queue_bound_make_a_slow_consumer() {
+        let mut wait = StreamWait::new(1, ask(Some(1), false));
+        let big = msg(0, 2, "a.x");
+        assert!(wait.hold(&big, big.held_bytes()));
+        assert!(!wait.hold(&msg(1, 3, "a.x"), big.held_bytes()));
+    }
+}
