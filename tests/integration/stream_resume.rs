@@ -198,3 +198,48 @@ fn jetstream_a_resume_on_a_second_instance_whose_memory_began_later() {
     assert_eq!(next(&mut c).1, live);
     assert!(two.metric("odin_ws_stream_reads_total") >= 1.0);
 }
+
+#[test]
+fn jetstream_resumes_after_a_restart_are_served_from_memory_not_the_stream() {
+    let nats = NatsServer::start(true);
+    let env = js_env(&nats, &[]);
+    let s = start(&env);
+    s.wait_nats("connected");
+    let epoch = epoch_of(&s);
+    let js = nats::jetstream::new(nats.client());
+    let channel = |n: u64| format!("odin.s.{}", n % 5);
+    let before: Vec<u64> = (1..=40).map(|n| publish(&js, &channel(n), n)).collect();
+    wait_for("odin-ws to ack what it took", || {
+        js.consumer_info(
+            crate::nats_jetstream::STREAM,
+            crate::nats_jetstream::CONSUMER,
+        )
+        .unwrap()
+        .ack_floor
+        .stream_seq
+            >= before[39]
+    });
+    drop(s);
+    // Published while it is down: they come through the consumer after the restart.
+    for n in 41..=50 {
+        publish(&js, &channel(n), n);
+    }
+    let s = start(&env);
+    s.wait_nats("connected");
+    wait_for("the backlog in memory", || {
+        s.metric("odin_ws_broadcasts_total") >= 10.0
+    });
+    // A reconnect storm in miniature: every client from its own position.
+    for (i, seq) in before.iter().enumerate() {
+        let mut c = s.client();
+        let ack = resume(&mut c, &["odin.s.*"], &since(&epoch, *seq));
+        assert_eq!(ack["recovered"], true, "client {i}: {ack}");
+        let (ns, _) = read_until(&mut c, 50);
+        assert_eq!(ns, (i as u64 + 2..=50).collect::<Vec<_>>(), "client {i}");
+    }
+    assert_eq!(
+        s.metric("odin_ws_stream_reads_total"),
+        0.0,
+        "memory served every resume: no NATS request for them"
+    );
+}
