@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::driver::Outcome;
 use crate::health::Sample;
+use crate::resume::ResumeStats;
 use crate::settings::LoadSettings;
 use crate::stats::{Histogram, Stats, WINDOW};
 
@@ -108,6 +109,30 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "stopped_by": o.stopped_by,
         "timeline": timeline,
         "health": health,
+        "resume": s.reconnect.then(|| resume_json(&st.resume)),
+    })
+}
+
+/// RECONNECT=resume's figures.
+fn resume_json(r: &ResumeStats) -> Value {
+    json!({
+        "closed": r.closed,
+        "attempts": r.attempts,
+        "retries": r.retries,
+        "failures": r.failures,
+        "reopened": r.reopened,
+        "recovered": r.recovered,
+        "not_recovered": r.not_recovered,
+        "connect_ms": {
+            "p50": ms(r.connect_us.quantile(0.50)),
+            "p99": ms(r.connect_us.quantile(0.99)),
+            "max": ms(r.connect_us.max()),
+        },
+        "reconnect_ms": {
+            "p50": ms(r.reconnect_us.quantile(0.50)),
+            "p99": ms(r.reconnect_us.quantile(0.99)),
+            "max": ms(r.reconnect_us.max()),
+        },
     })
 }
 
@@ -223,6 +248,22 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         "messages: {} received, {} /s; gaps {} ({} missing), out of order {}, conflated {}",
         st.messages, v["messages_per_s"], st.gaps, st.missing, st.out_of_order, st.conflated
     );
+    if s.reconnect {
+        let r = &st.resume;
+        let _ = writeln!(
+            out,
+            "reconnects: {} closed, {} open again ({} retries: {}); resumes recovered {}, not {}; \
+             connect p99 {} ms, close-to-open p99 {} ms",
+            r.closed,
+            r.reopened,
+            r.retries,
+            reasons(&r.failures),
+            r.recovered,
+            reasons(&r.not_recovered),
+            p99_text(&r.connect_us),
+            p99_text(&r.reconnect_us),
+        );
+    }
     let l = &v["latency_ms"];
     if st.latency_us.count() == 0 {
         let _ = writeln!(
