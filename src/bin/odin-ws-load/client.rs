@@ -313,12 +313,9 @@ impl Client {
             .window(ctx.now.duration_since(ctx.start))
             .succeeded += 1;
         ctx.stats.connect_us.record(elapsed.as_micros() as u64);
-        if let Some(closed_at) = self.reconnect_from {
+        if self.reconnect_from.is_some() {
             let r = &mut ctx.stats.resume;
-            r.reopened += 1;
             r.connect_us.record(elapsed.as_micros() as u64);
-            let since_close = ctx.now.duration_since(closed_at);
-            r.reconnect_us.record(since_close.as_micros() as u64);
         }
         let mask = self.mask();
         match ctx.protocol {
@@ -417,9 +414,19 @@ impl Client {
     }
 
     fn on_subscribed(&mut self, ctx: &mut Ctx) {
-        if !self.subscribed {
-            self.subscribed = true;
-            ctx.stats.subscribed += 1;
+        if self.subscribed {
+            return;
+        }
+        self.subscribed = true;
+        match self.reconnect_from {
+            // Back: counted apart from the ramp's subscriptions.
+            Some(closed_at) => {
+                let r = &mut ctx.stats.resume;
+                r.reopened += 1;
+                let since_close = ctx.now.duration_since(closed_at);
+                r.reconnect_us.record(since_close.as_micros() as u64);
+            }
+            None => ctx.stats.subscribed += 1,
         }
     }
 

@@ -252,8 +252,8 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         let r = &st.resume;
         let _ = writeln!(
             out,
-            "reconnects: {} closed, {} open again ({} retries: {}); resumes recovered {}, not {}; \
-             connect p99 {} ms, close-to-open p99 {} ms",
+            "reconnects: {} closed, {} back and subscribed ({} retries: {}); resumes recovered {}, not {}; \
+             connect p99 {} ms, close to subscribed again p99 {} ms",
             r.closed,
             r.reopened,
             r.retries,

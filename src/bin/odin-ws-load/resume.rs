@@ -40,14 +40,15 @@ pub struct ResumeStats {
     pub attempts: u64,
     pub retries: u64,
     pub failures: BTreeMap<String, u64>,
-    /// Clients open again.
+    /// Clients back and subscribed again.
     pub reopened: u64,
     /// Subscribes with `since` answered `recovered:true`, and the others by reason.
     pub recovered: u64,
     pub not_recovered: BTreeMap<String, u64>,
-    /// From the close to the upgrade of the connection that stayed, µs.
+    /// From the close to the subscription acknowledged again, µs.
     pub reconnect_us: Histogram,
-    /// Connect + handshake of the reconnects, µs (C's connect target).
+    /// Connect + handshake of every reconnect attempt that upgraded, µs (C's
+    /// connect target).
     pub connect_us: Histogram,
 }
 
