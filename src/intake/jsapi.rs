@@ -194,3 +194,42 @@ pub fn delete_consumer(
     )?;
     Ok(())
 }
+
+/// One pull request (`no_wait`) to consumer `consumer`: up to `batch` messages,
+/// fewer when the server has no more (its 404 or 408 status ends the answer).
+pub fn pull(
+    conn: &nats::Connection,
+    stream: &str,
+    consumer: &str,
+    batch: usize,
+) -> Result<Vec<StreamMessage>, ApiError> {
+    if batch == 0 {
+        return Ok(Vec::new());
+    }
+    let unanswered = |e: io::Error| ApiError::Unanswered(e.to_string());
+    let inbox = conn.new_inbox();
+    let sub = conn.subscribe(&inbox).map_err(unanswered)?;
+    let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
+    let body = serde_json::json!({ "batch": batch, "no_wait": true }).to_string();
+    conn.publish_request(&subject, &inbox, body)
+        .map_err(unanswered)?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut out = Vec::with_capacity(batch);
+    while out.len() < batch {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let msg = sub.next_timeout(left).map_err(unanswered)?;
+        // A status message (no JetStream reply subject): no more for now.
+        let Some(info) = msg.jetstream_message_info() else {
+            break;
+        };
+        let (sequence, time) = (info.stream_seq, info.published);
+        out.push(StreamMessage {
+            subject: msg.subject,
+            sequence,
+            headers: msg.headers,
+            data: msg.data,
+            time,
+        });
+    }
+    Ok(out)
+}

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nats::jetstream::StreamMessage;
 
@@ -307,7 +307,9 @@ impl Reader<'_> {
             m.stream_reads_over_bound.fetch_add(1, Relaxed);
             None
         } else {
-            self.fetch(&info.name, pending)
+            // All of them, or none: a short answer would leave channels out.
+            let got = jsapi::pull(self.conn, &self.stream, &info.name, pending);
+            got.ok().filter(|m| m.len() == pending)
         };
         if let Err(e) = jsapi::delete_consumer(self.conn, &self.stream, &info.name) {
             log::debug!(
@@ -316,35 +318,6 @@ impl Reader<'_> {
             );
         }
         got
-    }
-
-    /// `count` messages from consumer `name` in one pull request.
-    fn fetch(&self, name: &str, count: usize) -> Option<Vec<StreamMessage>> {
-        if count == 0 {
-            return Some(Vec::new());
-        }
-        let inbox = self.conn.new_inbox();
-        let sub = self.conn.subscribe(&inbox).ok()?;
-        let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{name}", self.stream);
-        let body = serde_json::json!({ "batch": count, "no_wait": true }).to_string();
-        self.conn.publish_request(&subject, &inbox, body).ok()?;
-        let deadline = Instant::now() + jsapi::TIMEOUT;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let msg = sub.next_timeout(left).ok()?;
-            // A status (no messages, request ended) before the count: incomplete.
-            let info = msg.jetstream_message_info()?;
-            let (sequence, time) = (info.stream_seq, info.published);
-            out.push(StreamMessage {
-                subject: msg.subject.clone(),
-                sequence,
-                headers: msg.headers.clone(),
-                data: msg.data.clone(),
-                time,
-            });
-        }
-        Some(out)
     }
 
     fn broadcasts(&self, messages: impl Iterator<Item = StreamMessage>) -> Vec<Arc<Broadcast>> {
