@@ -80,11 +80,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "open_at_end": o.open_at_end,
         "subscribed": st.subscribed,
         "server_errors": st.server_errors,
-        "connect_ms": {
-            "p50": ms(st.connect_us.quantile(0.50)),
-            "p99": ms(st.connect_us.quantile(0.99)),
-            "max": ms(st.connect_us.max()),
-        },
+        "connect_ms": spread(&st.connect_us),
         "messages_received": st.messages,
         "messages_per_s": round2(rate),
         "latency_ms": latency(&st.latency_us),
@@ -113,6 +109,11 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
     })
 }
 
+/// p50, p99 and max of a histogram of µs, in ms.
+fn spread(h: &Histogram) -> Value {
+    json!({"p50": ms(h.quantile(0.50)), "p99": ms(h.quantile(0.99)), "max": ms(h.max())})
+}
+
 /// RECONNECT=resume's figures.
 fn resume_json(r: &ResumeStats) -> Value {
     json!({
@@ -123,16 +124,8 @@ fn resume_json(r: &ResumeStats) -> Value {
         "reopened": r.reopened,
         "recovered": r.recovered,
         "not_recovered": r.not_recovered,
-        "connect_ms": {
-            "p50": ms(r.connect_us.quantile(0.50)),
-            "p99": ms(r.connect_us.quantile(0.99)),
-            "max": ms(r.connect_us.max()),
-        },
-        "reconnect_ms": {
-            "p50": ms(r.reconnect_us.quantile(0.50)),
-            "p99": ms(r.reconnect_us.quantile(0.99)),
-            "max": ms(r.reconnect_us.max()),
-        },
+        "connect_ms": spread(&r.connect_us),
+        "reconnect_ms": spread(&r.reconnect_us),
     })
 }
 
