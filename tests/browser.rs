@@ -15,6 +15,8 @@ mod assets;
 mod chromium;
 #[path = "browser/client.rs"]
 mod client;
+#[path = "browser/js_restart.rs"]
+mod js_restart;
 #[path = "browser/refresh.rs"]
 mod refresh;
 #[path = "browser/replay.rs"]

@@ -15,6 +15,8 @@ use serde_json::Value;
 mod common;
 use common::{free_port, wait_exit};
 
+#[path = "load_tool/resume.rs"]
+mod resume;
 #[path = "load_tool/script.rs"]
 mod script;
 #[path = "load_tool/soak.rs"]

@@ -76,6 +76,11 @@ fn load_rows() -> Vec<Row> {
             "a progress line on stderr this often; off for none",
         ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
+        (
+            RECONNECT,
+            "off".into(),
+            "resume: a client the server closes comes back (RAMP_RATE/s) with since its last seq",
+        ),
     ]
 }
 

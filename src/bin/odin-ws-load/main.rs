@@ -13,6 +13,7 @@ mod help;
 mod net;
 mod publish;
 mod report;
+mod resume;
 mod scan;
 mod settings;
 mod stats;

@@ -45,6 +45,8 @@ pub const PROGRESS_INTERVAL: &str = "PROGRESS_INTERVAL";
 /// A progress line on stderr this often, so a long run is never silent.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 pub const LABEL: &str = "LABEL";
+/// `resume`: clients the server closes come back with `since` (resume.rs).
+pub const RECONNECT: &str = "RECONNECT";
 
 pub const PUBLISH_URL: &str = "PUBLISH_URL";
 pub const DEFAULT_PUBLISH_URL: &str = "nats://127.0.0.1:4222";
@@ -99,6 +101,8 @@ pub struct LoadSettings {
     pub sources: Vec<Ipv4Addr>,
     pub stop_reading_percent: f64,
     pub stop_after_messages: u64,
+    /// RECONNECT=resume.
+    pub reconnect: bool,
     /// `host:port` and path of /health, or None.
     pub health: Option<(SocketAddrV4, String)>,
     pub health_interval: Duration,
@@ -422,6 +426,14 @@ fn parse_sources(s: &str) -> Result<Option<(u8, u8)>, String> {
     }
 }
 
+fn parse_reconnect(s: &str) -> Result<bool, String> {
+    match s {
+        "off" => Ok(false),
+        "resume" => Ok(true),
+        _ => Err("expected off or resume".into()),
+    }
+}
+
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s {
         "odin" => Ok(Protocol::Odin),
@@ -473,6 +485,7 @@ impl LoadSettings {
             Some(DEFAULT_PROGRESS_INTERVAL),
             parse_optional_duration,
         );
+        let reconnect = r.get(RECONNECT, false, parse_reconnect);
         let label = r.string(LABEL, "");
 
         r.check(target > 0, || format!("{TARGET_CONNECTIONS} must be > 0"));
@@ -518,6 +531,7 @@ impl LoadSettings {
             health,
             health_interval,
             progress_interval,
+            reconnect,
             label,
         })
     }

@@ -138,6 +138,8 @@ pub struct Stats {
     pub last_message: Option<std::time::Instant>,
     pub timeline: Vec<Window>,
     pub slow: SlowStats,
+    /// RECONNECT=resume: the reconnects and how their resumes were answered.
+    pub resume: crate::resume::ResumeStats,
 }
 
 /// What the clients that stopped reading saw when drained at the end.
