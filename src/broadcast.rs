@@ -13,6 +13,10 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::deflate::{Window, codec};
 
+/// The `pos` of a broadcast that never went through this process's ring: one
+/// history refilled from the JetStream stream at start. Every worker is past it.
+pub const OUTSIDE_RING: u64 = u64::MAX;
+
 /// A broadcast as it sits in the ring (and, for resume, in history): the frame
 /// and what finds it. Every other form of the message is derived from the frame's
 /// JSON on first need and kept in `forms`, so a message nobody needs another way
@@ -218,10 +222,16 @@ impl Broadcast {
         }
     }
 
+    /// Whether a reader whose next ring position is `cursor` has passed it (a
+    /// broadcast from outside the ring is always behind every reader).
+    pub fn before(&self, cursor: u64) -> bool {
+        self.pos < cursor || self.pos == OUTSIDE_RING
+    }
+
     /// What this broadcast holds in memory when it is made (its frame and channel),
     /// for the ring's and history's byte bounds. Forms built later for some
     /// connections are not counted: at most one per flag, window class and SSE,
-    /// each about the frame's size (README, "Operating limits").
+    /// each about the frame's size (docs/architecture.md, "Where each queue is bounded").
     pub fn held_bytes(&self) -> usize {
         self.frame.len() + self.channel.len()
     }

@@ -42,7 +42,9 @@ pub fn answer(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Opti
 fn health(shared: &Shared, strict: bool) -> Response {
     let cfg = shared.config();
     let closed = shared.admission_closed();
+    let starting = shared.is_starting();
     let status = match closed {
+        None if starting => "starting",
         None => "ok",
         Some(Reject::Draining) => "draining",
         Some(_) => "closed",
@@ -66,13 +68,13 @@ fn health(shared: &Shared, strict: bool) -> Response {
         body["reason"] = reason.as_str().into();
     }
     let stalled = jetstream_fields(shared, &mut body);
-    let code = if closed.is_some() || (strict && stalled) {
+    let code = if closed.is_some() || starting || (strict && stalled) {
         503
     } else {
         200
     };
     let resp = Response::json(code, body.to_string());
-    if closed.is_some() {
+    if closed.is_some() || starting {
         resp.retry_later()
     } else {
         resp
@@ -279,5 +281,25 @@ mod tests {
         assert!(!token_matches(Some("Bearer s3cre"), "s3cret"));
         assert!(!token_matches(Some("Basic s3cret"), "s3cret"));
         assert!(!token_matches(None, "s3cret"));
+    }
+
+    #[test]
+    fn a_jetstream_instance_is_starting_until_history_is_refilled() {
+        let env: std::collections::HashMap<String, String> = [
+            ("NATS_URL", "nats://127.0.0.1:4222"),
+            ("NATS_JETSTREAM", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = Config::from_sources(&[], &env).expect("a valid configuration");
+        let shared = Shared::new(cfg, Vec::new(), "test".into());
+        let resp = health(&shared, false);
+        assert_eq!(resp.status, 503);
+        assert!(String::from_utf8_lossy(&resp.to_bytes()).contains(r#""status":"starting""#));
+        shared.finish_starting();
+        let resp = health(&shared, false);
+        assert_eq!(resp.status, 200);
+        assert!(String::from_utf8_lossy(&resp.to_bytes()).contains(r#""status":"ok""#));
     }
 }

@@ -111,6 +111,13 @@ impl History {
         self.compact_order();
     }
 
+    /// Positions before `seq` cannot be promised (what came before it is not all
+    /// here): a history refilled from the stream starts where its refill did, or
+    /// where the consumer takes over when nothing was refilled.
+    pub fn starts_at(&mut self, seq: u64) {
+        self.first_seq = Some(self.first_seq.map_or(seq, |first| first.max(seq)));
+    }
+
     /// Drops the oldest entries past the age or the byte bound.
     pub fn evict(&mut self, now: Instant) {
         while let Some((at, _, _)) = self.order.front() {
@@ -183,7 +190,7 @@ impl History {
                 channel
                     .entries
                     .range(after..)
-                    .filter(|b| b.pos < before_pos)
+                    .filter(|b| b.before(before_pos))
                     .cloned(),
             );
         }
@@ -196,7 +203,7 @@ impl History {
     pub fn latest(&self, patterns: &[&str], before_pos: u64) -> Vec<Arc<Broadcast>> {
         let mut out: Vec<Arc<Broadcast>> = self
             .covered(patterns)
-            .filter_map(|c| c.entries.iter().rev().find(|b| b.pos < before_pos))
+            .filter_map(|c| c.entries.iter().rev().find(|b| b.before(before_pos)))
             .cloned()
             .collect();
         out.sort_by_key(|b| b.seq);

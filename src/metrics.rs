@@ -232,6 +232,14 @@ pub struct Metrics {
     /// Messages sent again to resuming subscribers, and as snapshots.
     pub replayed: AtomicU64,
     pub snapshots: AtomicU64,
+    /// JetStream stream reads for resumes and snapshots (intake::stream_read).
+    pub stream_reads_queued: AtomicU64,
+    pub stream_reads_in_flight: AtomicU64,
+    pub stream_reads: AtomicU64,
+    pub stream_read_messages: AtomicU64,
+    /// Reads over WS_RESUME_MAX_MESSAGES, and requests refused with the queue full.
+    pub stream_reads_over_bound: AtomicU64,
+    pub stream_reads_refused: AtomicU64,
     /// What history holds, refreshed on each scrape.
     pub history_messages: AtomicU64,
     pub history_bytes: AtomicU64,
@@ -783,6 +791,36 @@ const FAMILIES: &[Family] = &[
         "snapshots_total",
         "Messages sent as snapshots (the latest of a channel, on subscribe).",
         |m| &m.snapshots,
+    ),
+    gauge(
+        "stream_read_queue",
+        "Resumes and snapshots waiting for a JetStream stream read (bounded).",
+        |m| &m.stream_reads_queued,
+    ),
+    gauge(
+        "stream_reads_in_flight",
+        "JetStream stream reads for resumes and snapshots being made now.",
+        |m| &m.stream_reads_in_flight,
+    ),
+    counter(
+        "stream_reads_total",
+        "JetStream stream reads for resumes and snapshots answered.",
+        |m| &m.stream_reads,
+    ),
+    counter(
+        "stream_read_messages_total",
+        "Messages read from the JetStream stream for resumes and snapshots.",
+        |m| &m.stream_read_messages,
+    ),
+    counter(
+        "stream_reads_over_bound_total",
+        "Stream reads stopped at WS_RESUME_MAX_MESSAGES (a resume is too_old).",
+        |m| &m.stream_reads_over_bound,
+    ),
+    counter(
+        "stream_reads_refused_total",
+        "Stream reads refused because the queue was full (a resume is unavailable).",
+        |m| &m.stream_reads_refused,
     ),
     gauge(
         "history_messages",

@@ -11,13 +11,18 @@ use mio::net::TcpStream;
 use crate::broadcast::{Broadcast, MessageBody};
 use crate::config::Config;
 use crate::history::{self, History};
-use crate::intake::JetStreamHealth;
+use crate::intake::{JetStreamHealth, StreamReads};
 use crate::metrics::{Metrics, Refusal, Reject};
 use crate::publish_queue::{self, PublishQueue};
 use crate::ring::Ring;
 
 /// Sockets waiting for one worker; the acceptor refuses more than this.
 pub const HANDOFF_CAPACITY: usize = 65_536;
+
+/// How long a JetStream instance may report `starting` (503) while it refills
+/// history from the stream: past it /health answers as usual, so a broken stream
+/// does not keep the instance out of service.
+pub const STARTING_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// At most one log line per this many ms about refused broadcasts.
 const REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
@@ -94,10 +99,17 @@ pub struct Shared {
     pub history: Mutex<History>,
     /// The sequence space of `seq` that `welcome` announces (docs/protocol.md).
     epoch: RwLock<Arc<str>>,
+    /// JetStream mode until history is refilled from the stream: /health says
+    /// `starting` (503) meanwhile, for at most STARTING_DEADLINE.
+    starting: AtomicBool,
+    /// Resumes and snapshots memory cannot answer, on their way to the JetStream
+    /// stream and back (intake::stream_read).
+    pub stream_reads: StreamReads,
 }
 
 impl Shared {
     pub fn new(config: Config, workers: Vec<WorkerHandle>, instance: String) -> Shared {
+        let workers_len = workers.len();
         let nats = if config.nats_urls.is_empty() {
             NatsState::Disabled
         } else {
@@ -140,6 +152,8 @@ impl Shared {
                 bytes: cfg_history.2,
             })),
             epoch: RwLock::new(epoch.into()),
+            starting: AtomicBool::new(jetstream),
+            stream_reads: StreamReads::new(workers_len),
         }
     }
 
@@ -151,6 +165,16 @@ impl Shared {
 
     pub fn set_epoch(&self, epoch: &str) {
         *self.epoch.write().unwrap_or_else(|e| e.into_inner()) = epoch.into();
+    }
+
+    /// Whether /health should still say `starting`: history is being refilled
+    /// and STARTING_DEADLINE has not passed.
+    pub fn is_starting(&self) -> bool {
+        self.starting.load(Ordering::Acquire) && self.started.elapsed() < STARTING_DEADLINE
+    }
+
+    pub fn finish_starting(&self) {
+        self.starting.store(false, Ordering::Release);
     }
 
     pub fn history(&self) -> std::sync::MutexGuard<'_, History> {

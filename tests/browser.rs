@@ -17,6 +17,8 @@ mod chromium;
 mod client;
 #[path = "browser/fallback.rs"]
 mod fallback;
+#[path = "browser/js_restart.rs"]
+mod js_restart;
 #[path = "browser/refresh.rs"]
 mod refresh;
 #[path = "browser/replay.rs"]

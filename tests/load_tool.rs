@@ -17,6 +17,8 @@ use common::{free_port, wait_exit};
 
 #[path = "load_tool/reach.rs"]
 mod reach;
+#[path = "load_tool/resume.rs"]
+mod resume;
 #[path = "load_tool/script.rs"]
 mod script;
 #[path = "load_tool/soak.rs"]

@@ -425,6 +425,13 @@ export class OdinWS {
 
   _onWelcome(welcome) {
     const epoch = typeof welcome.epoch === "string" && welcome.epoch ? welcome.epoch : null;
+    if (welcome.epoch === "" && this._epoch !== null && this._position !== null) {
+      // A JetStream server that does not know its stream yet (epoch "": starting,
+      // or NATS down): it would refuse the resume, and live delivery alone would
+      // skip what we missed. Keep the position and come back shortly.
+      this._onClosed({ code: 0, reason: "server not ready to resume" });
+      return;
+    }
     const resume = epoch !== null && epoch === this._epoch && this._position !== null;
     if (!resume) {
       // A new sequence space: positions from the last one mean nothing here.

@@ -192,6 +192,8 @@ pub struct Config {
     pub history_ttl: Duration,
     /// Bytes all history may hold.
     pub history_bytes: usize,
+    /// JetStream: the most messages one resume or snapshot reads from the stream.
+    pub resume_max_messages: usize,
     pub slow_client_policy: SlowClientPolicy,
     /// The most a connection's broadcasts may wait to share one write.
     pub write_delay: Duration,
@@ -370,6 +372,7 @@ fn read(r: &mut Reader) -> Config {
         history_size: r.int(WS_HISTORY_SIZE, 0, 1_000_000),
         history_ttl: r.duration(WS_HISTORY_TTL, false),
         history_bytes: r.int(WS_HISTORY_BYTES, 0, 64 * 1024 * MIB),
+        resume_max_messages: r.int(WS_RESUME_MAX_MESSAGES, 1, 1_000_000),
         slow_client_policy: r.choice(
             WS_SLOW_CLIENT_POLICY,
             &SlowClientPolicy::ALL,

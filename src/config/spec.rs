@@ -44,6 +44,9 @@ variables! {
     WS_HISTORY_SIZE = "1000";
     WS_HISTORY_TTL = "5m";
     WS_HISTORY_BYTES = "67108864";
+    // JetStream: the most messages one resume or snapshot reads from the stream
+    // (as many as memory keeps per channel by default).
+    WS_RESUME_MAX_MESSAGES = "1000";
     WS_SLOW_CLIENT_POLICY = "conflate";
     // The most a broadcast may wait to share a write with the next ones: at 25 msg/s
     // per client, 100ms means ~2.5 messages per write instead of one. At the seed's
@@ -193,6 +196,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 55);
+        assert_eq!(VARIABLES.len(), 56);
     }
 }

@@ -136,6 +136,7 @@ impl Config {
             (WS_HISTORY_SIZE, self.history_size.to_string()),
             (WS_HISTORY_TTL, format_duration(self.history_ttl)),
             (WS_HISTORY_BYTES, self.history_bytes.to_string()),
+            (WS_RESUME_MAX_MESSAGES, self.resume_max_messages.to_string()),
             (
                 WS_SLOW_CLIENT_POLICY,
                 self.slow_client_policy.as_str().to_string(),

@@ -43,6 +43,12 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
             }
         }
     };
+    let first = ready.stream.state.first_seq;
+    super::refill::refill(shared, conn, first, ready.ack_floor, ready.history_start);
+    // Resumes are answered from here on (before: `unavailable`), from a full history.
+    shared.set_epoch(&ready.epoch);
+    super::stream_read::start(shared, conn);
+    shared.finish_starting();
     shared.set_nats_state(NatsState::Connected);
     let progress = Arc::new(Progress::new(unix_ns(ready.stream.state.last_ts)));
     js_watch::start(Arc::clone(shared), conn.clone(), Arc::clone(&progress));
@@ -55,6 +61,12 @@ pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
         seen: Seen::default(),
         skipped: Skipped::default(),
     };
+    if ready.ack_floor > 0 {
+        // History holds up to the floor: what a previous run took but had not
+        // acked comes back only after JS_ACK_WAIT, so the first message past it
+        // has them fetched by sequence first, in order (`fill_gap`).
+        intake.seen.insert(ready.ack_floor);
+    }
     intake.consume(&ready);
 }
 

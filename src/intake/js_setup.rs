@@ -20,6 +20,14 @@ pub struct Ready {
     /// The consumer takes every subject of the stream, so a gap in its sequences
     /// is a loss (with a filter, other subjects' sequences are gaps too).
     pub fill_gaps: bool,
+    /// The stream sequence up to which the consumer has every message acked: what
+    /// came after it comes through the consumer, what came before is history
+    /// (`refill`).
+    pub ack_floor: u64,
+    /// The first stream sequence history may promise when nothing is refilled.
+    pub history_start: u64,
+    /// The epoch clients resume in, announced once history is refilled.
+    pub epoch: String,
 }
 
 pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> {
@@ -27,8 +35,7 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     let stream = ensure_stream(conn, &cfg)?;
     let replicas = stream.config.num_replicas;
     shared.jetstream.set_replicas(replicas);
-    shared.set_epoch(&epoch_of(&stream));
-    let fill_gaps = ensure_consumer(conn, &cfg, replicas)?;
+    let (fill_gaps, ack_floor, history_start) = ensure_consumer(conn, &cfg, replicas)?;
     let (name, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     let options = PullSubscribeOptions::new()
         .bind_stream(name.clone())
@@ -42,8 +49,11 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     );
     Ok(Ready {
         sub,
+        epoch: epoch_of(&stream),
         stream,
         fill_gaps,
+        ack_floor,
+        history_start,
     })
 }
 
@@ -123,8 +133,14 @@ fn warn_about_replicas(cfg: &Config, info: &StreamInfo) {
     }
 }
 
-/// Ok(true) when the consumer takes every subject of the stream.
-fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Result<bool, String> {
+/// Whether the consumer takes every subject of the stream, the stream sequence
+/// up to which what the stream holds is history, not news (its ack floor), and
+/// the first sequence history may promise without a refill.
+fn ensure_consumer(
+    conn: &nats::Connection,
+    cfg: &Config,
+    replicas: usize,
+) -> Result<(bool, u64, u64), String> {
     let (stream, consumer) = (&cfg.js_stream, &cfg.js_consumer);
     match jsapi::consumer_info(conn, stream, consumer) {
         Ok(info) => {
@@ -133,7 +149,14 @@ fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Re
                 info.ack_floor.stream_seq,
                 info.num_pending
             );
-            Ok(info.config.filter_subject.is_empty())
+            let floor = info.ack_floor.stream_seq;
+            // One that never acked anything: history only from what it delivers
+            // next (what it delivered unacked comes again, after JS_ACK_WAIT).
+            let start = match floor {
+                0 => info.delivered.stream_seq + 1,
+                floor => floor + 1,
+            };
+            Ok((info.config.filter_subject.is_empty(), floor, start))
         }
         Err(ApiError::NotFound) => {
             let config = json!({
@@ -145,12 +168,19 @@ fn ensure_consumer(conn: &nats::Connection, cfg: &Config, replicas: usize) -> Re
                 "replay_policy": "instant",
                 "num_replicas": replicas,
             });
-            jsapi::create_consumer(conn, stream, consumer, &config)
+            let info = jsapi::create_consumer(conn, stream, consumer, &config)
                 .map_err(|e| format!("creating consumer {consumer}: {e}"))?;
             log::info!(
                 "JetStream durable consumer {consumer} created on {stream}, starting at new messages"
             );
-            Ok(true)
+            // Starting at new messages: what the stream holds now is history (a
+            // message stored meanwhile comes through the consumer as well).
+            let last = jsapi::stream_info(conn, stream)
+                .map_err(|e| format!("stream {stream} after creating {consumer}: {e}"))?
+                .state
+                .last_seq;
+            let floor = last.max(info.ack_floor.stream_seq);
+            Ok((true, floor, floor + 1))
         }
         Err(e) => Err(format!("consumer {consumer}: {e}")),
     }

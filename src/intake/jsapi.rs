@@ -1,5 +1,5 @@
 //! The JetStream API requests odin-ws makes itself (stream and consumer info and
-//! creation, one stored message), each with its own timeout and its own reading of
+//! creation, stored messages by sequence or subject, ephemeral consumers), each with its own timeout and its own reading of
 //! the answer: "not found" is an answer, not an error (the nats crate logs every
 //! API error answer at ERROR, the expected "not found, then create" included).
 
@@ -127,6 +127,36 @@ pub fn get_message(
     seq: u64,
 ) -> Result<StreamMessage, ApiError> {
     let body = serde_json::json!({ "seq": seq }).to_string();
+    stored_message(conn, stream, &body)
+}
+
+/// The first stored message at or after `seq` on `subject` (a pattern: wildcards
+/// match as in NATS).
+pub fn next_message(
+    conn: &nats::Connection,
+    stream: &str,
+    seq: u64,
+    subject: &str,
+) -> Result<StreamMessage, ApiError> {
+    let body = serde_json::json!({ "seq": seq, "next_by_subj": subject }).to_string();
+    stored_message(conn, stream, &body)
+}
+
+/// The newest stored message on the literal `subject`.
+pub fn last_message(
+    conn: &nats::Connection,
+    stream: &str,
+    subject: &str,
+) -> Result<StreamMessage, ApiError> {
+    let body = serde_json::json!({ "last_by_subj": subject }).to_string();
+    stored_message(conn, stream, &body)
+}
+
+fn stored_message(
+    conn: &nats::Connection,
+    stream: &str,
+    body: &str,
+) -> Result<StreamMessage, ApiError> {
     let answer: MessageAnswer = request(
         conn,
         &format!("$JS.API.STREAM.MSG.GET.{stream}"),
@@ -134,6 +164,72 @@ pub fn get_message(
     )?;
     StreamMessage::try_from(answer.message).map_err(|e| ApiError::Refused {
         code: 0,
-        description: format!("undecodable message {seq}: {e}"),
+        description: format!("undecodable message ({body}): {e}"),
     })
+}
+
+/// An ephemeral consumer (the server names it); `config` as JetStream's JSON.
+pub fn create_ephemeral(
+    conn: &nats::Connection,
+    stream: &str,
+    config: &serde_json::Value,
+) -> Result<ConsumerInfo, ApiError> {
+    let body = serde_json::json!({ "stream_name": stream, "config": config }).to_string();
+    request(
+        conn,
+        &format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        body.as_bytes(),
+    )
+}
+
+pub fn delete_consumer(
+    conn: &nats::Connection,
+    stream: &str,
+    consumer: &str,
+) -> Result<(), ApiError> {
+    let _: serde_json::Value = request(
+        conn,
+        &format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
+        b"",
+    )?;
+    Ok(())
+}
+
+/// One pull request (`no_wait`) to consumer `consumer`: up to `batch` messages,
+/// fewer when the server has no more (its 404 or 408 status ends the answer).
+pub fn pull(
+    conn: &nats::Connection,
+    stream: &str,
+    consumer: &str,
+    batch: usize,
+) -> Result<Vec<StreamMessage>, ApiError> {
+    if batch == 0 {
+        return Ok(Vec::new());
+    }
+    let unanswered = |e: io::Error| ApiError::Unanswered(e.to_string());
+    let inbox = conn.new_inbox();
+    let sub = conn.subscribe(&inbox).map_err(unanswered)?;
+    let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
+    let body = serde_json::json!({ "batch": batch, "no_wait": true }).to_string();
+    conn.publish_request(&subject, &inbox, body)
+        .map_err(unanswered)?;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut out = Vec::with_capacity(batch);
+    while out.len() < batch {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let msg = sub.next_timeout(left).map_err(unanswered)?;
+        // A status message (no JetStream reply subject): no more for now.
+        let Some(info) = msg.jetstream_message_info() else {
+            break;
+        };
+        let (sequence, time) = (info.stream_seq, info.published);
+        out.push(StreamMessage {
+            subject: msg.subject,
+            sequence,
+            headers: msg.headers,
+            data: msg.data,
+            time,
+        });
+    }
+    Ok(out)
 }

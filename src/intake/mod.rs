@@ -3,9 +3,10 @@
 //! consumer, and feeds the broadcast ring within the configured rates: `connect`
 //! holds the connection (`peer` names its server), `core` and `jetstream` the two
 //! modes, `throttle` the pause and rate rules both obey, `pending` core NATS's
-//! bounded queue. JetStream: `js_setup` makes the stream and the consumer, `seen`
-//! keeps delivery exactly once, `js_watch` and `health` tell a stall, `jsapi` makes
-//! the API requests.
+//! bounded queue. JetStream: `js_setup` makes the stream and the consumer,
+//! `refill` fills history from the stream at start, `stream_read` answers resumes
+//! and snapshots memory cannot, `seen` keeps delivery exactly once, `js_watch` and
+//! `health` tell a stall, `jsapi` makes the API requests.
 //!
 //! The `nats` crate is the synchronous client the design asks for (no async
 //! runtime); upstream marks it deprecated in favour of async-nats.
@@ -20,13 +21,16 @@ mod js_watch;
 mod jsapi;
 mod peer;
 mod pending;
+mod refill;
 mod seen;
+mod stream_read;
 mod throttle;
 
 use std::sync::Arc;
 
 pub use health::{JetStreamHealth, JetStreamState};
 pub use pending::{Incoming, Pending, Queued};
+pub use stream_read::{Reply, Request, Resumed, StreamReads};
 pub use throttle::effective_rate;
 
 use crate::shared::Shared;

@@ -1,8 +1,13 @@
 //! What a subscribe asks for besides live messages: a resume (`since`) replays
 //! what the connection missed, a snapshot sends each covered channel's latest
-//! message. Both come from history, only from ring positions before the worker's
+//! message. From history they come only from ring positions before the worker's
 //! cursor, and are queued right after the ack: live delivery starts at the cursor,
 //! so nothing comes twice and nothing is skipped between the two.
+//!
+//! In JetStream mode what history cannot answer is read from the stream, off the
+//! worker (intake::stream_read): the connection waits in `StreamWait`, its live
+//! broadcasts held, and `finish` sends the ack, the replay up to the stream
+//! sequence the read stopped at, then the held broadcasts after it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,12 +18,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use super::effect::{Context, Effect, Effects};
 use super::send_queue::{Pushed, SendQueue};
 use crate::broadcast::Broadcast;
+use crate::channel::pattern_matches;
 use crate::history::NotRecovered;
+use crate::intake::{Reply, Request, Resumed};
 use crate::metrics::{DropReason, ResumeResult};
 use crate::protocol::{self, CatchUp, Position, Recovery};
 
 /// Queues the `subscribed` ack for `accepted`, with `recovered` when the request
-/// had `since`, then the replayed or snapshot messages.
+/// had `since`, then the replayed or snapshot messages, all from memory.
 pub fn acknowledge(
     accepted: &[&str],
     id: Option<&RawValue>,
@@ -27,44 +34,346 @@ pub fn acknowledge(
     ctx: &Context,
     out: &mut Effects,
 ) {
-    let (recovery, replay) = match &catch_up.since {
-        Some(since) => {
-            let (recovery, replay) = resume(since, accepted, ctx);
-            (Some(recovery), replay)
+    answer(accepted, id, catch_up, false, send, ctx, out);
+}
+
+/// As `acknowledge`, but in JetStream mode what memory cannot answer (a `since`
+/// older than history, a snapshot of channels history lacks) is asked of the
+/// stream: the worker is told to queue the read (`Effect::ReadStream`), and the
+/// ack and catch-up follow when the reply comes (`finish`).
+pub fn acknowledge_or_read(
+    accepted: &[&str],
+    id: Option<&RawValue>,
+    catch_up: &CatchUp,
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) {
+    let may_read = ctx.shared.stream_reads.enabled();
+    answer(accepted, id, catch_up, may_read, send, ctx, out);
+}
+
+fn answer(
+    accepted: &[&str],
+    id: Option<&RawValue>,
+    catch_up: &CatchUp,
+    may_read: bool,
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) {
+    let resumed = catch_up
+        .since
+        .as_ref()
+        .map(|since| resume(since, accepted, ctx));
+    let read_since = match (&resumed, &catch_up.since) {
+        (Some((_, _, ResumeResult::TooOld)), Some(since)) if may_read => Some(since.seq),
+        _ => None,
+    };
+    let recovery = resumed.as_ref().map(|(r, _, _)| *r);
+    let wants_snapshot = catch_up.snapshot && recovery != Some(Recovery::Recovered);
+    let snapshot_read = may_read && wants_snapshot && !memory_has_latest(accepted, ctx);
+    if read_since.is_some() || snapshot_read {
+        if read_since.is_none()
+            && let Some((_, _, result)) = &resumed
+        {
+            ctx.shared.metrics.resumed(*result);
         }
-        None => (None, Vec::new()),
+        out.push(Effect::ReadStream(Box::new(StreamAsk {
+            accepted: accepted.iter().map(|p| Box::from(*p)).collect(),
+            id: id.map(|id| id.to_owned()),
+            known: if read_since.is_some() { None } else { recovery },
+            since: read_since,
+            snapshot: catch_up.snapshot,
+        })));
+        return;
+    }
+    let replay = match resumed {
+        Some((_, replay, result)) => {
+            ctx.shared.metrics.resumed(result);
+            replay
+        }
+        None => Vec::new(),
     };
     let ack = protocol::ack("subscribed", accepted, id, recovery);
     let ack = send.form().reply("subscribed", ack);
     send.push_own(ack);
+    if !queue_replay(&replay, send, ctx, out) {
+        return;
+    }
+    if wants_snapshot {
+        let latest = ctx.shared.history().latest(accepted, ctx.cursor);
+        queue_snapshot(&latest, send, ctx);
+    }
+}
+
+/// Whether history holds a message before the cursor for each of `patterns`, all
+/// literal (a wildcard may cover channels history never saw).
+fn memory_has_latest(patterns: &[&str], ctx: &Context) -> bool {
+    let history = ctx.shared.history();
+    patterns
+        .iter()
+        .all(|p| !p.contains(['*', '>']) && !history.latest(&[p], ctx.cursor).is_empty())
+}
+
+/// Queues replayed messages; false when the connection overflowed and closes.
+fn queue_replay(
+    replay: &[Arc<Broadcast>],
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) -> bool {
     let metrics = &ctx.shared.metrics;
     metrics.replayed.fetch_add(replay.len() as u64, Relaxed);
-    for b in &replay {
+    for b in replay {
         if !queue_broadcast(b, send, ctx) {
-            ctx.shared
-                .metrics
-                .slow_consumer_closes
-                .fetch_add(1, Relaxed);
-            out.push(Effect::Close(CloseCode::Again, "slow consumer"));
-            return;
+            close_slow(ctx, out);
+            return false;
         }
     }
-    // With a recovered resume the replay is the catch-up (docs/protocol.md).
-    if catch_up.snapshot && recovery != Some(Recovery::Recovered) {
-        let latest = ctx.shared.history().latest(accepted, ctx.cursor);
-        metrics.snapshots.fetch_add(latest.len() as u64, Relaxed);
-        for b in latest {
-            let event = send.form().snapshot(&b);
-            send.push_own(event);
+    true
+}
+
+fn queue_snapshot(latest: &[Arc<Broadcast>], send: &mut SendQueue, ctx: &Context) {
+    let metrics = &ctx.shared.metrics;
+    metrics.snapshots.fetch_add(latest.len() as u64, Relaxed);
+    for b in latest {
+        let event = send.form().snapshot(b);
+        send.push_own(event);
+    }
+}
+
+fn close_slow(ctx: &Context, out: &mut Effects) {
+    ctx.shared
+        .metrics
+        .slow_consumer_closes
+        .fetch_add(1, Relaxed);
+    out.push(Effect::Close(CloseCode::Again, "slow consumer"));
+}
+
+/// What a subscribe asks of the stream, and what its ack needs meanwhile.
+#[derive(Debug)]
+pub struct StreamAsk {
+    pub accepted: Vec<Box<str>>,
+    pub id: Option<Box<RawValue>>,
+    /// The resume's answer when memory gave it (the stream is asked for a snapshot).
+    pub known: Option<Recovery>,
+    /// Resume from the stream after this sequence.
+    pub since: Option<u64>,
+    pub snapshot: bool,
+}
+
+impl PartialEq for StreamAsk {
+    fn eq(&self, other: &StreamAsk) -> bool {
+        let id = |a: &StreamAsk| a.id.as_ref().map(|id| id.get().to_string());
+        (&self.accepted, self.known, self.since, self.snapshot)
+            == (&other.accepted, other.known, other.since, other.snapshot)
+            && id(self) == id(other)
+    }
+}
+
+impl StreamAsk {
+    /// The read for it, on behalf of connection `conn` of `worker`.
+    pub fn request(&self, worker: usize, conn: usize, ticket: u64) -> Request {
+        Request {
+            worker,
+            conn,
+            ticket,
+            patterns: self.accepted.clone(),
+            since: self.since,
+            snapshot: self.snapshot && self.known != Some(Recovery::Recovered),
         }
     }
 }
 
-/// Whether every message after `since` on `patterns` can be promised, and those
-/// messages (in order) when it can.
-fn resume(since: &Position, patterns: &[&str], ctx: &Context) -> (Recovery, Vec<Arc<Broadcast>>) {
+/// A connection waiting for its stream read: live broadcasts are held meanwhile
+/// (at most WS_SEND_QUEUE_BYTES of them), then sent after the replay or snapshot.
+pub struct StreamWait {
+    pub ticket: u64,
+    ask: Box<StreamAsk>,
+    held: Vec<Arc<Broadcast>>,
+    held_bytes: usize,
+}
+
+impl StreamWait {
+    pub fn new(ticket: u64, ask: Box<StreamAsk>) -> StreamWait {
+        StreamWait {
+            ticket,
+            ask,
+            held: Vec::new(),
+            held_bytes: 0,
+        }
+    }
+
+    /// Keeps a live broadcast for later; false past `limit` bytes (a slow consumer).
+    pub fn hold(&mut self, b: &Arc<Broadcast>, limit: usize) -> bool {
+        self.held_bytes += b.held_bytes();
+        self.held.push(Arc::clone(b));
+        self.held_bytes <= limit
+    }
+}
+
+/// What a stream read sent that live delivery may still bring (the stream
+/// stored it before intake took it into the ring): messages on `patterns` up to
+/// `upto` (the replay), and each snapshot channel's up to its snapshot. Live
+/// delivery drops those until a broadcast after all of them shows it has passed.
+pub struct StreamCut {
+    patterns: Vec<Box<str>>,
+    upto: u64,
+    snapshot: Vec<(Box<str>, u64)>,
+    /// The highest sequence this cut drops.
+    until: u64,
+}
+
+impl StreamCut {
+    fn drops(&self, b: &Broadcast) -> bool {
+        let covered = || self.patterns.iter().any(|p| pattern_matches(p, &b.channel));
+        (b.seq <= self.upto && covered())
+            || self
+                .snapshot
+                .iter()
+                .any(|(channel, seq)| **channel == *b.channel && b.seq <= *seq)
+    }
+}
+
+/// A connection's cuts; a few at most (one stream read at a time, each passed
+/// within moments while messages flow).
+#[derive(Default)]
+pub struct StreamCuts(Vec<StreamCut>);
+
+/// More cuts than this (resumes with no message flowing) drop the oldest.
+const MAX_CUTS: usize = 4;
+
+impl StreamCuts {
+    /// Whether live broadcast `b` was sent already by a stream read; forgets the
+    /// cuts it has passed (the ring is in stream order).
+    pub fn drops(&mut self, b: &Broadcast) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        self.0.retain(|cut| b.seq <= cut.until);
+        self.0.iter().any(|cut| cut.drops(b))
+    }
+
+    pub fn add(&mut self, cut: StreamCut) {
+        if self.0.len() >= MAX_CUTS {
+            self.0.remove(0);
+        }
+        self.0.push(cut);
+    }
+}
+
+/// The stream's reply (or, when the read could not be queued, one made up as
+/// `unavailable`): the ack, the replay or snapshot, then the live broadcasts
+/// held meanwhile that the replay or snapshot does not already cover. Returns
+/// the cut live delivery keeps to until it has passed what the read sent.
+pub fn finish(
+    wait: StreamWait,
+    reply: Reply,
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) -> Option<StreamCut> {
+    let StreamWait { ask, held, .. } = wait;
+    let (recovery, replay, upto) = match (ask.known, reply.resume) {
+        (Some(known), _) => (Some(known), Vec::new(), None),
+        (None, None) => (None, Vec::new(), None),
+        (None, Some(resumed)) => {
+            let (recovery, replay, upto, result) = match resumed {
+                Resumed::Recovered { upto, messages } => (
+                    Recovery::Recovered,
+                    messages,
+                    Some(upto),
+                    ResumeResult::Recovered,
+                ),
+                Resumed::TooOld => (
+                    Recovery::NotRecovered("too_old"),
+                    Vec::new(),
+                    None,
+                    ResumeResult::TooOld,
+                ),
+                Resumed::Unavailable => (
+                    Recovery::NotRecovered("unavailable"),
+                    Vec::new(),
+                    None,
+                    ResumeResult::Unavailable,
+                ),
+            };
+            ctx.shared.metrics.resumed(result);
+            (Some(recovery), replay, upto)
+        }
+    };
+    let ask = *ask;
+    let accepted: Vec<&str> = ask.accepted.iter().map(|p| &**p).collect();
+    let ack = protocol::ack("subscribed", &accepted, ask.id.as_deref(), recovery);
+    let ack = send.form().reply("subscribed", ack);
+    send.push_own(ack);
+    if !queue_replay(&replay, send, ctx, out) {
+        return None;
+    }
+    let mut snapshot_seqs: Vec<(Box<str>, u64)> = Vec::new();
+    if ask.snapshot && recovery != Some(Recovery::Recovered) {
+        let latest = reply.snapshot.unwrap_or_else(|| {
+            let before = held.first().map_or(ctx.cursor, |b| b.pos);
+            ctx.shared.history().latest(&accepted, before)
+        });
+        queue_snapshot(&latest, send, ctx);
+        snapshot_seqs = latest.iter().map(|b| (b.channel.clone(), b.seq)).collect();
+    }
+    let upto = upto.unwrap_or(0);
+    let until = snapshot_seqs
+        .iter()
+        .map(|(_, seq)| *seq)
+        .fold(upto, u64::max);
+    drop(accepted);
+    let cut = StreamCut {
+        patterns: ask.accepted,
+        upto,
+        snapshot: snapshot_seqs,
+        until,
+    };
+    out.push(Effect::Flush);
+    for b in &held {
+        // Already sent: in the replay, or as (or older than) its channel's snapshot.
+        if cut.drops(b) {
+            continue;
+        }
+        if !queue_broadcast(b, send, ctx) {
+            close_slow(ctx, out);
+            return None;
+        }
+    }
+    let passed = held.last().is_some_and(|b| b.seq > until);
+    (until > 0 && !passed).then_some(cut)
+}
+
+/// Answers `ask` at once without the stream (its read could not be queued):
+/// `unavailable` for a resume, the snapshot from memory.
+pub fn finish_without_stream(
+    ask: Box<StreamAsk>,
+    send: &mut SendQueue,
+    ctx: &Context,
+    out: &mut Effects,
+) {
+    let reply = Reply {
+        conn: 0,
+        ticket: 0,
+        resume: ask.since.map(|_| Resumed::Unavailable),
+        snapshot: None,
+    };
+    // Nothing came from the stream: no cut to keep.
+    let _ = finish(StreamWait::new(0, ask), reply, send, ctx, out);
+}
+
+/// Whether every message after `since` on `patterns` can be promised from
+/// memory, those messages (in order) when it can, and the result to count.
+fn resume(
+    since: &Position,
+    patterns: &[&str],
+    ctx: &Context,
+) -> (Recovery, Vec<Arc<Broadcast>>, ResumeResult) {
     let epoch = ctx.shared.epoch();
-    let (recovery, replay, result) = if epoch.is_empty() {
+    if epoch.is_empty() {
         let why = Recovery::NotRecovered("unavailable");
         (why, Vec::new(), ResumeResult::Unavailable)
     } else if *since.epoch != *epoch {
@@ -78,9 +387,7 @@ fn resume(since: &Position, patterns: &[&str], ctx: &Context) -> (Recovery, Vec<
                 (why, Vec::new(), ResumeResult::TooOld)
             }
         }
-    };
-    ctx.shared.metrics.resumed(result);
-    (recovery, replay)
+    }
 }
 
 /// A replayed message goes through the slow-consumer policy like a live one;
@@ -95,4 +402,113 @@ fn queue_broadcast(b: &Arc<Broadcast>, send: &mut SendQueue, ctx: &Context) -> b
         Pushed::Overflow => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::broadcast::{MessageBody, OUTSIDE_RING};
+    use crate::reactor::testing::{open_websocket, test_context};
+
+    fn msg(pos: u64, seq: u64, channel: &str) -> Arc<Broadcast> {
+        let body = MessageBody::new(channel, seq.to_string().as_bytes());
+        Arc::new(Broadcast::new(pos, seq, channel, body, Instant::now()))
+    }
+
+    fn ask(since: Option<u64>, snapshot: bool) -> Box<StreamAsk> {
+        Box::new(StreamAsk {
+            accepted: vec!["a.*".into()],
+            id: None,
+            known: None,
+            since,
+            snapshot,
+        })
+    }
+
+    /// (seq, snapshot flag) of the messages sent, after checking the ack first.
+    fn sent(frames: &[serde_json::Value]) -> Vec<(u64, bool)> {
+        assert_eq!(frames[0]["type"], "subscribed", "{frames:?}");
+        frames[1..]
+            .iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["snapshot"] == true))
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_replay_is_followed_by_the_held_broadcasts_it_did_not_send() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        conn.sent_json();
+        let mut wait = StreamWait::new(1, ask(Some(10), false));
+        // Live meanwhile: 12 (in the replay too), 13 of another subscription.
+        for held in [msg(0, 12, "a.x"), msg(1, 13, "b.y")] {
+            assert!(wait.hold(&held, 1 << 20));
+        }
+        let messages = vec![
+            msg(OUTSIDE_RING, 11, "a.x"),
+            msg(OUTSIDE_RING, 12, "a.x"),
+            msg(OUTSIDE_RING, 15, "a.y"),
+        ];
+        let resume = Some(Resumed::Recovered { upto: 16, messages });
+        let reply = Reply {
+            conn: 0,
+            ticket: 1,
+            resume,
+            snapshot: None,
+        };
+        let mut out = Effects::new();
+        let cut = finish(wait, reply, &mut conn.send, &ctx, &mut out);
+        assert_eq!(out, [Effect::Flush]);
+        let frames = conn.sent_json();
+        assert_eq!(frames[0]["recovered"], true);
+        let seqs: Vec<u64> = sent(&frames).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, [11, 12, 15, 13]);
+        // Stored before intake took it: live brings 14 after the reply; it was sent.
+        let mut cuts = StreamCuts::default();
+        cuts.add(cut.expect("live has not passed 16 yet"));
+        assert!(cuts.drops(&msg(2, 14, "a.y")));
+        assert!(
+            !cuts.drops(&msg(3, 14, "b.z")),
+            "not on the replayed patterns"
+        );
+        assert!(!cuts.drops(&msg(4, 17, "a.x")));
+        assert!(cuts.0.is_empty(), "passed: forgotten");
+    }
+
+    #[test]
+    fn a_stream_snapshot_comes_before_newer_held_broadcasts_and_older_ones_are_dropped() {
+        let ctx = test_context(&[]);
+        let mut conn = open_websocket(&ctx);
+        conn.sent_json();
+        let mut wait = StreamWait::new(1, ask(None, true));
+        for held in [msg(0, 5, "a.x"), msg(1, 9, "a.x")] {
+            assert!(wait.hold(&held, 1 << 20));
+        }
+        let snapshot = Some(vec![
+            msg(OUTSIDE_RING, 7, "a.x"),
+            msg(OUTSIDE_RING, 8, "a.y"),
+        ]);
+        let reply = Reply {
+            conn: 0,
+            ticket: 1,
+            resume: None,
+            snapshot,
+        };
+        let mut out = Effects::new();
+        let cut = finish(wait, reply, &mut conn.send, &ctx, &mut out);
+        let frames = conn.sent_json();
+        assert!(frames[0].get("recovered").is_none(), "{frames:?}");
+        assert_eq!(sent(&frames), [(7, true), (8, true), (9, false)]);
+        assert!(cut.is_none(), "the held 9 is past every snapshot");
+    }
+
+    #[test]
+    fn held_broadcasts_past_the_send_queue_bound_make_a_slow_consumer() {
+        let mut wait = StreamWait::new(1, ask(Some(1), false));
+        let big = msg(0, 2, "a.x");
+        assert!(wait.hold(&big, big.held_bytes()));
+        assert!(!wait.hold(&msg(1, 3, "a.x"), big.held_bytes()));
+    }
 }

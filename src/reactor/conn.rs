@@ -7,6 +7,7 @@ use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::accounting::{CompressingCount, SocketCount, SseClient, WsSlot};
+use super::catch_up::{StreamCuts, StreamWait};
 use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::auth::Session;
@@ -190,6 +191,10 @@ pub struct WsConn {
     pub deflate: Option<Box<Compressing>>,
     /// What its token allows, until when (JWT authentication; None when off).
     pub session: Option<Box<Session>>,
+    /// A subscribe waiting for its JetStream stream read (live broadcasts held).
+    pub stream_wait: Option<Box<StreamWait>>,
+    /// What stream reads sent that live delivery may still bring.
+    pub stream_cuts: StreamCuts,
 }
 
 /// A connection that negotiated permessage-deflate: client frames pass through

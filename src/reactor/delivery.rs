@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::coalesce::Coalescer;
-use super::conn::{Conn, Waiting};
+use super::conn::{Conn, State, Waiting};
 use super::effect::Context;
 use super::patterns::Subscriptions;
 use super::send_queue::Pushed;
@@ -293,6 +293,18 @@ fn enqueue<S: Write>(
     }
     *sub.last_pos = Some(b.pos);
     let limit = cfg.send_queue_bytes;
+    if let State::Ws(ws) = &mut conn.state {
+        if ws.stream_cuts.drops(b) {
+            return Queued::Skipped;
+        }
+        if let Some(wait) = ws.stream_wait.as_mut() {
+            // Sent after the stream's replay or snapshot (catch_up::finish).
+            return match wait.hold(b, limit) {
+                true => Queued::Skipped,
+                false => Queued::Overflow,
+            };
+        }
+    }
     if conn.send.len() + conn.send.form().len_of(b) > limit {
         // An error shows again at the connection's next flush, which removes it.
         let _ = conn.send.flush(&mut conn.stream, limit);
@@ -310,7 +322,6 @@ fn enqueue<S: Write>(
 mod tests {
     use super::*;
     use crate::broadcast::MessageBody;
-    use crate::reactor::conn::State;
     use crate::reactor::testing::{Wire, open_websocket, test_context};
 
     /// One open WebSocket (whose socket takes nothing) on `patterns`.

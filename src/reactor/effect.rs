@@ -33,6 +33,8 @@ pub enum Effect {
     CloseAfterWrite,
     /// The peer is gone: drop the socket now.
     Remove,
+    /// Queue this subscribe's stream read; its ack and catch-up wait for the reply.
+    ReadStream(Box<super::catch_up::StreamAsk>),
     /// An upgrade was refused for this Origin header (`None`: it had none):
     /// warn, at a rate the log can bear.
     RefusedOrigin(Option<String>),
@@ -52,6 +54,8 @@ pub struct Context {
     /// (or was skipped) already, so a resume replays only positions before it and
     /// live delivery brings the rest.
     pub cursor: u64,
+    /// The worker's index (stream reads answer to it).
+    pub worker: usize,
     /// xorshift64 state for session ids.
     session_state: Cell<u64>,
 }
@@ -64,6 +68,7 @@ impl Context {
             shared,
             now: Instant::now(),
             cursor: 0,
+            worker: 0,
             session_state: Cell::new(seed | 1),
         }
     }

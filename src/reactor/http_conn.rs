@@ -290,6 +290,8 @@ fn open_websocket(
         rate: RateLimit::new(cfg.client_msg_rate, now),
         drain_at: None,
         paused_since: None,
+        stream_wait: None,
+        stream_cuts: Default::default(),
         _slot: slot,
         session: None,
     }

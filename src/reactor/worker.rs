@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::accounting::SocketCount;
+use super::catch_up::{self, StreamWait};
 use super::conn::{Conn, State, Waiting};
 use super::delivery::Delivery;
 use super::effect::{Context, Effect, Effects};
@@ -63,11 +64,13 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: usize, poll: Poll, shared: Arc<Shared>) -> Worker {
         let seed = std::process::id() as u64 ^ (id as u64).rotate_left(32) ^ nanos_now();
+        let mut ctx = Context::new(Arc::clone(&shared), seed);
+        ctx.worker = id;
         Worker {
             id,
             poll,
             delivery: Delivery::new(&shared),
-            ctx: Context::new(shared, seed),
+            ctx,
             conns: Slab::default(),
             subs: Subscriptions::default(),
             timers: BinaryHeap::new(),
@@ -120,6 +123,7 @@ impl Worker {
             }
         }
         self.take_inbox();
+        self.take_stream_replies();
         for key in std::mem::take(&mut self.read_again) {
             self.on_readable(key);
         }
@@ -234,6 +238,7 @@ impl Worker {
                 Effect::CloseAfterWrite => self.begin_close(key, None),
                 Effect::Remove => self.remove(key),
                 Effect::RefusedOrigin(origin) => self.log_refused_origin(key, origin),
+                Effect::ReadStream(ask) => self.read_stream(key, ask),
             }
         }
         self.effects = effects;
@@ -241,6 +246,68 @@ impl Worker {
         {
             // Subscriptions are few and long-lived: no growth slack per connection.
             sub.subscriptions.shrink_to_fit();
+        }
+    }
+
+    /// Queues a subscribe's stream read and holds the connection's live
+    /// broadcasts until the reply; one read per connection at a time, and a full
+    /// queue, are answered at once without the stream.
+    fn read_stream(&mut self, key: Key, ask: Box<catch_up::StreamAsk>) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let State::Ws(ws) = &mut conn.state else {
+            return;
+        };
+        let reads = &self.ctx.shared.stream_reads;
+        let ask = if ws.stream_wait.is_some() {
+            Err(ask)
+        } else {
+            let ticket = reads.ticket();
+            let request = ask.request(self.id, key as usize, ticket);
+            match reads.submit(request, &self.ctx.shared) {
+                Ok(()) => Ok(StreamWait::new(ticket, ask)),
+                Err(_) => Err(ask),
+            }
+        };
+        match ask {
+            Ok(wait) => ws.stream_wait = Some(Box::new(wait)),
+            Err(ask) => {
+                let mut out = Effects::new();
+                catch_up::finish_without_stream(ask, &mut conn.send, &self.ctx, &mut out);
+                // Called from apply_effects: what finish asks (a flush, or a
+                // slow consumer's close) is done here.
+                for effect in out {
+                    match effect {
+                        Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
+                        _ => self.mark_dirty(key),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stream reads answered since the last turn: each waiting connection gets
+    /// its ack, catch-up and held broadcasts.
+    fn take_stream_replies(&mut self) {
+        let shared = Arc::clone(&self.ctx.shared);
+        for reply in shared.stream_reads.take_replies(self.id) {
+            let key = reply.conn as Key;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let State::Ws(ws) = &mut conn.state else {
+                continue;
+            };
+            // A connection gone and its key reused has another ticket, or none.
+            let Some(wait) = ws.stream_wait.take_if(|w| w.ticket == reply.ticket) else {
+                continue;
+            };
+            let cut = catch_up::finish(*wait, reply, &mut conn.send, &self.ctx, &mut self.effects);
+            if let Some(cut) = cut {
+                ws.stream_cuts.add(cut);
+            }
+            self.apply_effects(key);
         }
     }
 

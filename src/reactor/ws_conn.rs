@@ -413,7 +413,7 @@ fn change_subscriptions(
     }
     match change {
         Change::Subscribe(catch_up, _) => {
-            catch_up::acknowledge(&accepted, id, catch_up, send, ctx, out);
+            catch_up::acknowledge_or_read(&accepted, id, catch_up, send, ctx, out);
         }
         Change::Unsubscribe => {
             let ack = protocol::ack("unsubscribed", &accepted, id, None);

@@ -14,7 +14,7 @@ use crate::support::{Server, wait_for};
 
 /// A page that imports /client.js from `server_port` and records, in `window.log`,
 /// the states and what each subscription receives.
-fn page(server_port: u16, subscriptions: &[(&str, &[&str])]) -> String {
+pub(crate) fn page(server_port: u16, subscriptions: &[(&str, &[&str])]) -> String {
     let subscribe: String = subscriptions
         .iter()
         .map(|(name, patterns)| {
@@ -40,7 +40,12 @@ const c = new OdinWS("ws://127.0.0.1:{server_port}/ws", {{
 
 /// Publishes `channel` until the page's `list` has something: the subscription is
 /// then in place on the server.
-pub fn until_subscribed(server: &Server, chromium: &mut Chromium, channel: &str, list: &str) {
+pub(crate) fn until_subscribed(
+    server: &Server,
+    chromium: &mut Chromium,
+    channel: &str,
+    list: &str,
+) {
     wait_for("the page's subscription", || {
         assert_eq!(server.publish(channel, "\"probe\"").status, 202);
         chromium.eval(&format!("(window.log?.{list}?.length ?? 0) > 0")) == Value::Bool(true)
@@ -48,7 +53,7 @@ pub fn until_subscribed(server: &Server, chromium: &mut Chromium, channel: &str,
 }
 
 /// What a subscription received, without the probes.
-pub fn received(chromium: &mut Chromium, list: &str) -> Vec<(String, Value)> {
+pub(crate) fn received(chromium: &mut Chromium, list: &str) -> Vec<(String, Value)> {
     let all = chromium.eval(&format!("log.{list}"));
     all.as_array()
         .unwrap()

@@ -20,5 +20,6 @@ mod resume;
 mod shutdown;
 mod slow_consumers;
 mod sse;
+mod stream_resume;
 mod support;
 mod write_delay;

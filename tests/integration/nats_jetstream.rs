@@ -11,10 +11,13 @@ use nats::jetstream::{AckPolicy, ConsumerConfig, JetStream, PullSubscribeOptions
 
 use crate::support::*;
 
-const STREAM: &str = "ODIN_TEST";
-const CONSUMER: &str = "test-consumer";
+pub(crate) const STREAM: &str = "ODIN_TEST";
+pub(crate) const CONSUMER: &str = "test-consumer";
 
-fn js_env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+pub(crate) fn js_env(
+    nats: &NatsServer,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("NATS_URL", nats.url()),
         ("NATS_SUBJECTS", "odin.>".into()),
@@ -27,19 +30,19 @@ fn js_env(nats: &NatsServer, extra: &[(&'static str, &str)]) -> Vec<(&'static st
     env
 }
 
-fn start(env: &[(&str, String)]) -> Server {
+pub(crate) fn start(env: &[(&str, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Server::start(&env)
 }
 
-fn publish(js: &JetStream, subject: &str, n: u64) -> u64 {
+pub(crate) fn publish(js: &JetStream, subject: &str, n: u64) -> u64 {
     js.publish(subject, format!("{{\"n\":{n}}}"))
         .expect("stored")
         .sequence
 }
 
 /// The next message as (channel, seq, n).
-fn next(c: &mut Client) -> (String, u64, u64) {
+pub(crate) fn next(c: &mut Client) -> (String, u64, u64) {
     let msg = read_json(c);
     assert_eq!(msg["type"], "message", "{msg}");
     (
@@ -62,7 +65,7 @@ fn lose_one_delivery(js: &JetStream) -> u64 {
 }
 
 /// A JetStream context on `nats` with the stream made before odin-ws starts.
-fn stream_made_by_the_test(nats: &NatsServer) -> JetStream {
+pub(crate) fn stream_made_by_the_test(nats: &NatsServer) -> JetStream {
     let js = nats::jetstream::new(nats.client());
     js.add_stream(StreamConfig {
         name: STREAM.into(),
@@ -247,7 +250,7 @@ fn next_tick(c: &mut Client, gaps: &mut Vec<String>) -> u64 {
 }
 
 /// The welcome's epoch, once the instance knows its stream.
-fn epoch_of(s: &Server) -> String {
+pub(crate) fn epoch_of(s: &Server) -> String {
     let mut epoch = String::new();
     wait_for("the stream's epoch in welcome", || {
         let mut c = s.connect();
@@ -293,4 +296,75 @@ fn jetstream_a_client_resumes_on_another_instance() {
     assert_eq!(ack["recovered"], true, "{ack}");
     let replayed: Vec<u64> = (0..4).map(|_| next(&mut c).1).collect();
     assert_eq!(replayed, missed, "the same stream sequences, in order");
+}
+
+/// A subscribe with `since` (JSON text) on `channels`: the ack.
+pub(crate) fn resume(c: &mut Client, channels: &[&str], since: &str) -> serde_json::Value {
+    let list = serde_json::to_string(channels).unwrap();
+    send(
+        c,
+        &format!(r#"{{"type":"subscribe","channels":{list},"id":1,"since":{since}}}"#),
+    );
+    let ack = read_json(c);
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    ack
+}
+
+#[test]
+fn jetstream_resume_after_the_instance_restarts_is_recovered_in_order() {
+    let nats = NatsServer::start(true);
+    let env = js_env(&nats, &[]);
+    let s = start(&env);
+    s.wait_nats("connected");
+    let mut c = s.connect();
+    let welcome = read_json(&mut c);
+    let epoch = welcome["epoch"].as_str().unwrap().to_string();
+    assert!(!epoch.is_empty(), "{welcome}");
+    subscribe(&mut c, &["odin.>"]);
+    let js = nats::jetstream::new(nats.client());
+    let before: Vec<u64> = (1..=3)
+        .map(|n| publish(&js, if n % 2 == 0 { "odin.b" } else { "odin.a" }, n))
+        .collect();
+    for (i, seq) in before.iter().enumerate() {
+        assert_eq!(next(&mut c).1, *seq, "message {i} live");
+    }
+    wait_for("odin-ws to ack what it sent", || {
+        js.consumer_info(STREAM, CONSUMER)
+            .unwrap()
+            .ack_floor
+            .stream_seq
+            >= before[2]
+    });
+    drop(c);
+    drop(s);
+
+    // Published while no instance runs: the consumer delivers them after the restart.
+    let down: Vec<u64> = (4..=5)
+        .map(|n| publish(&js, if n % 2 == 0 { "odin.b" } else { "odin.a" }, n))
+        .collect();
+    let s = start(&env);
+    s.wait_nats("connected");
+    assert_eq!(s.health()["status"], "ok");
+    let mut c = s.connect();
+    assert_eq!(
+        read_json(&mut c)["epoch"],
+        epoch.as_str(),
+        "the stream's epoch"
+    );
+    let since = format!(r#"{{"epoch":"{epoch}","seq":{}}}"#, before[0]);
+    let ack = resume(&mut c, &["odin.>"], &since);
+    assert_eq!(ack["recovered"], true, "{ack}");
+    let live = publish(&js, "odin.a", 6);
+    let mut want: Vec<u64> = before[1..].to_vec();
+    want.extend(&down);
+    want.push(live);
+    let got: Vec<u64> = want.iter().map(|_| next(&mut c).1).collect();
+    assert_eq!(
+        got, want,
+        "what came after the position, once, in order, then live"
+    );
+    assert!(
+        s.metric("odin_ws_history_messages") >= 2.0,
+        "history refilled"
+    );
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::resume::{self, Carried, Position};
 use crate::settings::{Protocol, Transport, Wire};
 use crate::stats::{Stats, unix_micros};
 use crate::wsframe::{self, Decoded, Upgrade};
@@ -99,8 +100,16 @@ pub struct Client {
     /// odin: the fragments of a message; NATS: protocol bytes not yet parsed.
     message: Vec<u8>,
     /// (channel id, last `n`) per channel seen.
-    last_n: Vec<(u32, u64)>,
+    pub last_n: Vec<(u32, u64)>,
     mask_seed: u32,
+    /// RECONNECT=resume: the epoch and highest `seq` seen, and whether the
+    /// subscribe carried `since` (its ack is then counted).
+    pub resume: bool,
+    pub epoch: Option<Box<str>>,
+    pub last_seq: u64,
+    since_sent: bool,
+    /// A reconnect: when the client was closed.
+    pub reconnect_from: Option<Instant>,
 }
 
 /// A short, countable reason for an io error.
@@ -143,6 +152,41 @@ impl Client {
             message: Vec::new(),
             last_n: Vec::new(),
             mask_seed: index.wrapping_mul(2_654_435_761) | 1,
+            resume: false,
+            epoch: None,
+            last_seq: 0,
+            since_sent: false,
+            reconnect_from: None,
+        }
+    }
+
+    /// Where to resume from: the epoch and the highest `seq` seen in it.
+    pub fn position(&self) -> Option<Position> {
+        let epoch = self.epoch.clone().filter(|_| self.last_seq > 0)?;
+        Some(Position {
+            epoch,
+            seq: self.last_seq,
+        })
+    }
+
+    /// Takes over what the client had before it was closed.
+    pub fn carry_in(&mut self, carried: Carried) {
+        self.resume = true;
+        self.last_n = carried.last_n;
+        if let Some(p) = carried.position {
+            self.epoch = Some(p.epoch);
+            self.last_seq = p.seq;
+        }
+        self.reconnect_from = Some(carried.closed_at);
+        self.awaiting = false;
+    }
+
+    /// What the next connection needs; `closed_at` as the reconnect's start.
+    pub fn carry_out(self, closed_at: Instant) -> Carried {
+        Carried {
+            position: self.position(),
+            last_n: self.last_n,
+            closed_at,
         }
     }
 
@@ -313,14 +357,19 @@ impl Client {
             }
         }
         let mut data = std::mem::take(&mut self.message);
+        let mut result = Ok(());
         while let Some(used) = sse::next_event(&buf[at..], &mut data) {
             at += used;
             if !data.is_empty() {
-                self.on_odin_text(&data, ctx);
+                result = self.on_odin_text(&data, ctx);
+                if result.is_err() {
+                    break;
+                }
             }
         }
         data.clear();
         self.message = data;
+        result?;
         if buf.len() - at > MAX_FRAME {
             return Err("event too large".into());
         }
@@ -335,16 +384,24 @@ impl Client {
             .window(ctx.now.duration_since(ctx.start))
             .succeeded += 1;
         ctx.stats.connect_us.record(elapsed.as_micros() as u64);
+        if self.reconnect_from.is_some() {
+            let r = &mut ctx.stats.resume;
+            r.connect_us.record(elapsed.as_micros() as u64);
+        }
         let mask = self.mask();
         match ctx.protocol {
             // The request named the channels; the stream starts with `subscribed`.
             _ if self.wire.transport == Transport::Sse => {}
             Protocol::Odin => {
-                let req = serde_json::json!({
+                let mut req = serde_json::json!({
                     "type": "subscribe",
                     "channels": self.subscriptions,
                     "id": 1,
                 });
+                if let Some(p) = self.position().filter(|_| self.resume) {
+                    req["since"] = resume::since(&p);
+                    self.since_sent = true;
+                }
                 let text = req.to_string();
                 wsframe::encode(&mut self.out, wsframe::OP_TEXT, text.as_bytes(), mask);
             }
@@ -396,29 +453,62 @@ impl Client {
     /// A whole message's payload: inflated first when it came compressed.
     fn on_odin_payload(&mut self, payload: &[u8], ctx: &mut Ctx) -> Result<(), String> {
         if !self.compressed {
-            self.on_odin_text(payload, ctx);
-            return Ok(());
+            return self.on_odin_text(payload, ctx);
         }
         ctx.stats.compressed_messages += 1;
-        inflate::with_inflated(payload, MAX_FRAME, |text| self.on_odin_text(text, ctx))
+        inflate::with_inflated(payload, MAX_FRAME, |text| self.on_odin_text(text, ctx))?
     }
 
-    fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) {
+    fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) -> Result<(), String> {
         if let Some(m) = scan::odin_message(text) {
+            if self.resume
+                && let Some(seq) = scan::number_after(text, b"\"seq\":")
+            {
+                self.last_seq = self.last_seq.max(seq);
+            }
             self.on_message(m.channel, m.data, m.conflated, ctx);
+        } else if self.resume
+            && let Some(epoch) = resume::welcome_epoch(text)
+        {
+            if epoch.is_empty() && self.position().is_some() {
+                // A JetStream server still starting cannot resume yet.
+                return Err(resume::NOT_READY.into());
+            }
+            let epoch: Box<str> = String::from_utf8_lossy(epoch).into();
+            if self.epoch.as_ref() != Some(&epoch) {
+                self.epoch = Some(epoch);
+                self.last_seq = 0;
+            }
         } else if scan::find(text, b"\"type\":\"subscribed\"").is_some() {
+            if std::mem::take(&mut self.since_sent) {
+                match resume::recovery(text) {
+                    Ok(()) => ctx.stats.resume.recovered += 1,
+                    Err(reason) => *ctx.stats.resume.not_recovered.entry(reason).or_default() += 1,
+                }
+            }
             self.on_subscribed(ctx);
         } else if scan::find(text, b"\"type\":\"error\"").is_some() {
             let code = scan::string_after(text, b"\"code\":\"").unwrap_or(b"?");
             let code = String::from_utf8_lossy(code).into_owned();
             *ctx.stats.server_errors.entry(code).or_default() += 1;
         }
+        Ok(())
     }
 
     fn on_subscribed(&mut self, ctx: &mut Ctx) {
-        if !self.subscribed {
-            self.subscribed = true;
-            ctx.stats.subscribed += 1;
+        if self.subscribed {
+            return;
+        }
+        self.subscribed = true;
+        match self.reconnect_from {
+            // Back: counted apart from the ramp's subscriptions.
+            Some(closed_at) => {
+                let r = &mut ctx.stats.resume;
+                r.reopened += 1;
+                let since_close = ctx.now.duration_since(closed_at);
+                r.reconnect_us.record(since_close.as_micros() as u64);
+            }
+            None => ctx.stats.subscribed += 1,
         }
     }
 

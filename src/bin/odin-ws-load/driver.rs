@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::client::{Client, Ctx, Interner, Phase, io_reason};
 use crate::net;
+use crate::resume;
 use crate::settings::LoadSettings;
 use crate::stats::Stats;
 
@@ -65,6 +66,8 @@ struct Run<'s> {
     scratch: Vec<u8>,
     /// Set at the end of the ramp: the slow clients stop reading.
     slow_stopped: bool,
+    /// RECONNECT=resume: closed clients waiting to come back.
+    reconnects: resume::Queue,
 }
 
 /// Runs the load; calls `on_ready` once at the end of the ramp and `on_progress`
@@ -87,6 +90,7 @@ pub fn run(
         deadlines: VecDeque::new(),
         scratch: vec![0; SCRATCH],
         slow_stopped: false,
+        reconnects: resume::Queue::new(s.ramp_rate, Instant::now()),
     };
     let mut events = Events::with_capacity(EVENTS);
     let mut on_ready = Some(on_ready);
@@ -106,6 +110,7 @@ pub fn run(
             next_progress = Some(due + every);
         }
         run.start_due(now);
+        run.start_reconnects(now);
         run.expire(now);
         if ready_at.is_none() && run.ramp_done(now) {
             ready_at = Some(now);
@@ -129,6 +134,9 @@ pub fn run(
         }
         if let Some(&(d, _)) = run.deadlines.front() {
             wait = wait.min(d.saturating_duration_since(now));
+        }
+        if let Some(at) = run.reconnects.next_at() {
+            wait = wait.min(at.saturating_duration_since(now));
         }
         if let Some(e) = end {
             wait = wait.min(e.saturating_duration_since(now));
@@ -195,17 +203,61 @@ impl Run<'_> {
             self.s.stops_reading(i),
             self.s.wire,
         );
-        if let Err(e) = self.poll.registry().register(
+        client.resume = self.s.reconnect;
+        if let Err(e) = self.register(i, client, now) {
+            self.stats.fail(since, io_reason(&e));
+        }
+    }
+
+    fn register(&mut self, i: u32, mut client: Client, now: Instant) -> io::Result<()> {
+        self.poll.registry().register(
             &mut client.stream,
             Token(i as usize),
             Interest::READABLE | Interest::WRITABLE,
-        ) {
-            return self.stats.fail(since, io_reason(&e));
+        )?;
+        if client.awaiting {
+            self.awaiting += 1;
         }
-        self.awaiting += 1;
         self.deadlines
             .push_back((now + self.s.connection_timeout, i));
         self.clients[i as usize] = Some(client);
+        Ok(())
+    }
+
+    /// RECONNECT=resume: brings back the closed clients whose turn has come.
+    fn start_reconnects(&mut self, now: Instant) {
+        let mut n = 0;
+        while n < MAX_STARTS_PER_TURN
+            && let Some((i, carried)) = self.reconnects.pop_due(now)
+        {
+            n += 1;
+            self.stats.resume.attempts += 1;
+            let source = (!self.s.sources.is_empty())
+                .then(|| self.s.sources[i as usize % self.s.sources.len()]);
+            let stream = match net::connect(self.s.url.addr, source) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    self.retry(i, carried, now, io_reason(&e));
+                    continue;
+                }
+            };
+            let mut client =
+                Client::new(i, stream, now, self.s.subscriptions(i), false, self.s.wire);
+            client.carry_in(carried);
+            if let Err(e) = self.register(i, client, now) {
+                let reason = io_reason(&e);
+                self.stats.resume.retries += 1;
+                *self.stats.resume.failures.entry(reason).or_default() += 1;
+            }
+        }
+    }
+
+    /// A reconnect that failed comes back after a pause.
+    fn retry(&mut self, i: u32, carried: resume::Carried, now: Instant, reason: String) {
+        let r = &mut self.stats.resume;
+        r.retries += 1;
+        *r.failures.entry(reason).or_default() += 1;
+        self.reconnects.push(now + resume::RETRY_PAUSE, i, carried);
     }
 
     /// Fails the attempts still not upgraded at their deadline.
@@ -304,6 +356,20 @@ impl Run<'_> {
         };
         if client.awaiting {
             self.awaiting -= 1;
+        }
+        if self.s.reconnect {
+            // A reconnect that did not get as far as its subscription: again.
+            if let Some(closed_at) = client.reconnect_from.filter(|_| !client.subscribed) {
+                let carried = client.carry_out(closed_at);
+                return self.retry(i, carried, now, reason);
+            }
+            if client.phase == Phase::Open {
+                self.stats.resume.closed += 1;
+                let since = now.duration_since(self.start);
+                self.stats.drop_conn(since, reason);
+                self.reconnects.push(now, i, client.carry_out(now));
+                return;
+            }
         }
         let since = now.duration_since(self.start);
         if client.phase == Phase::Open {

@@ -86,6 +86,11 @@ fn load_rows() -> Vec<Row> {
             "on: every client offers permessage-deflate and inflates what comes compressed (ws, odin only)",
         ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
+        (
+            RECONNECT,
+            "off".into(),
+            "resume: a client the server closes comes back (RAMP_RATE/s) with since its last seq",
+        ),
     ]
 }
 

@@ -15,6 +15,7 @@ mod market;
 mod net;
 mod publish;
 mod report;
+mod resume;
 mod scan;
 mod settings;
 mod sse;

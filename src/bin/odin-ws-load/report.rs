@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::driver::Outcome;
 use crate::health::Sample;
+use crate::resume::ResumeStats;
 use crate::settings::LoadSettings;
 use crate::stats::{Histogram, Stats, WINDOW};
 
@@ -81,11 +82,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "open_at_end": o.open_at_end,
         "subscribed": st.subscribed,
         "server_errors": st.server_errors,
-        "connect_ms": {
-            "p50": ms(st.connect_us.quantile(0.50)),
-            "p99": ms(st.connect_us.quantile(0.99)),
-            "max": ms(st.connect_us.max()),
-        },
+        "connect_ms": spread(&st.connect_us),
         "messages_received": st.messages,
         "messages_per_s": round2(rate),
         "latency_ms": latency(&st.latency_us),
@@ -118,6 +115,27 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "stopped_by": o.stopped_by,
         "timeline": timeline,
         "health": health,
+        "resume": s.reconnect.then(|| resume_json(&st.resume)),
+    })
+}
+
+/// p50, p99 and max of a histogram of µs, in ms.
+fn spread(h: &Histogram) -> Value {
+    json!({"p50": ms(h.quantile(0.50)), "p99": ms(h.quantile(0.99)), "max": ms(h.max())})
+}
+
+/// RECONNECT=resume's figures.
+fn resume_json(r: &ResumeStats) -> Value {
+    json!({
+        "closed": r.closed,
+        "attempts": r.attempts,
+        "retries": r.retries,
+        "failures": r.failures,
+        "reopened": r.reopened,
+        "recovered": r.recovered,
+        "not_recovered": r.not_recovered,
+        "connect_ms": spread(&r.connect_us),
+        "reconnect_ms": spread(&r.reconnect_us),
     })
 }
 
@@ -247,6 +265,22 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         st.compressing_clients,
         st.compressed_messages
     );
+    if s.reconnect {
+        let r = &st.resume;
+        let _ = writeln!(
+            out,
+            "reconnects: {} closed, {} back and subscribed ({} retries: {}); resumes recovered {}, not {}; \
+             connect p99 {} ms, close to subscribed again p99 {} ms",
+            r.closed,
+            r.reopened,
+            r.retries,
+            reasons(&r.failures),
+            r.recovered,
+            reasons(&r.not_recovered),
+            p99_text(&r.connect_us),
+            p99_text(&r.reconnect_us),
+        );
+    }
     let l = &v["latency_ms"];
     if st.latency_us.count() == 0 {
         let _ = writeln!(

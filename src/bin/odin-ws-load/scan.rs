@@ -42,7 +42,7 @@ fn number_at(hay: &[u8]) -> Option<u64> {
     std::str::from_utf8(&hay[..digits]).ok()?.parse().ok()
 }
 
-fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
+pub fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
     number_at(&hay[find(hay, key)? + key.len()..])
 }
 

@@ -49,6 +49,8 @@ pub const LABEL: &str = "LABEL";
 pub const TRANSPORT: &str = "TRANSPORT";
 pub const COMPRESSION: &str = "COMPRESSION";
 pub const PAYLOAD: &str = "PAYLOAD";
+/// `resume`: clients the server closes come back with `since` (resume.rs).
+pub const RECONNECT: &str = "RECONNECT";
 
 pub const PUBLISH_URL: &str = "PUBLISH_URL";
 pub const DEFAULT_PUBLISH_URL: &str = "nats://127.0.0.1:4222";
@@ -140,6 +142,8 @@ pub struct LoadSettings {
     pub sources: Vec<Ipv4Addr>,
     pub stop_reading_percent: f64,
     pub stop_after_messages: u64,
+    /// RECONNECT=resume.
+    pub reconnect: bool,
     /// `host:port` and path of /health, or None.
     pub health: Option<(SocketAddrV4, String)>,
     pub health_interval: Duration,
@@ -488,6 +492,14 @@ fn parse_payload(s: &str) -> Result<Payload, String> {
     }
 }
 
+fn parse_reconnect(s: &str) -> Result<bool, String> {
+    match s {
+        "off" => Ok(false),
+        "resume" => Ok(true),
+        _ => Err("expected off or resume".into()),
+    }
+}
+
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
     match s {
         "odin" => Ok(Protocol::Odin),
@@ -541,6 +553,7 @@ impl LoadSettings {
             Some(DEFAULT_PROGRESS_INTERVAL),
             parse_optional_duration,
         );
+        let reconnect = r.get(RECONNECT, false, parse_reconnect);
         let label = r.string(LABEL, "");
 
         r.check(target > 0, || format!("{TARGET_CONNECTIONS} must be > 0"));
@@ -550,6 +563,11 @@ impl LoadSettings {
         );
         r.check(transport == Transport::WebSocket || !compression, || {
             format!("{COMPRESSION}=on is permessage-deflate: it needs {TRANSPORT}=ws")
+        });
+        r.check(transport == Transport::WebSocket || !reconnect, || {
+            format!(
+                "{RECONNECT}=resume resubscribes with since over WebSocket: it needs {TRANSPORT}=ws"
+            )
         });
         r.check(ramp_rate > 0.0, || format!("{RAMP_RATE} must be > 0"));
         r.check(!connection_timeout.is_zero(), || {
@@ -597,6 +615,7 @@ impl LoadSettings {
             health,
             health_interval,
             progress_interval,
+            reconnect,
             label,
         })
     }

@@ -144,6 +144,8 @@ pub struct Stats {
     pub compressed_messages: u64,
     pub timeline: Vec<Window>,
     pub slow: SlowStats,
+    /// RECONNECT=resume: the reconnects and how their resumes were answered.
+    pub resume: crate::resume::ResumeStats,
 }
 
 /// What the clients that stopped reading saw when drained at the end.
