@@ -428,7 +428,9 @@ export class OdinWS {
     if (welcome.epoch === "" && this._epoch !== null && this._position !== null) {
       // A JetStream server that does not know its stream yet (epoch "": starting,
       // or NATS down): it would refuse the resume, and live delivery alone would
-      // skip what we missed. Keep the position and come back shortly.
+      // skip what we missed. Keep the position and come back shortly. The
+      // WebSocket itself opened: no step towards the SSE fallback.
+      this._welcomed = true;
       this._onClosed({ code: 0, reason: "server not ready to resume" });
       return;
     }
