@@ -229,6 +229,23 @@ fn the_drain_ends_streams_and_health_says_draining() {
     assert_eq!(s.wait_exit(), Some(0));
 }
 
+/// A stream on `channels` whose socket, with a small receive buffer, this test
+/// never reads; returned once the server counts it.
+fn unread_stream(s: &Server, channels: &str) -> TcpStream {
+    let sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let size: libc::c_int = 4096;
+    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
+    write!(
+        &sock,
+        "GET /sse?channels={channels} HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
+    wait_for("the stream to open", || {
+        s.metric("odin_ws_sse_clients") == 1.0
+    });
+    sock
+}
+
 #[test]
 fn a_reader_that_never_reads_is_held_to_its_bound() {
     let _heavy = heavy();
@@ -236,15 +253,7 @@ fn a_reader_that_never_reads_is_held_to_its_bound() {
         ("WS_SEND_QUEUE_BYTES", "65536"),
         ("WS_SLOW_CLIENT_POLICY", "conflate"),
     ]);
-    let sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    let size: libc::c_int = 4096;
-    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-    (&sock)
-        .write_all(b"GET /sse?channels=slow.* HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    wait_for("the stream to open", || {
-        s.metric("odin_ws_sse_clients") == 1.0
-    });
+    let sock = unread_stream(&s, "slow.*");
     let data = format!("\"{}\"", "x".repeat(1000));
     let mut n = 0;
     wait_for("the policy to conflate", || {
@@ -267,14 +276,7 @@ fn a_reader_that_stops_reading_is_dropped_after_the_idle_timeout() {
         ("WS_PING_INTERVAL", "300ms"),
         ("WS_IDLE_TIMEOUT", "1s"),
     ]);
-    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    let size: libc::c_int = 4096;
-    setsockopt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-    sock.write_all(b"GET /sse?channels=stall.* HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    wait_for("the stream to open", || {
-        s.metric("odin_ws_sse_clients") == 1.0
-    });
+    let mut sock = unread_stream(&s, "stall.*");
     // A reader that keeps up is not dropped: this idle one, opened before the
     // stalled one, lives on past the stalled one's end.
     let mut live = Stream::open(&s, "channels=calm", "");
