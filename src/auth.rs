@@ -2,8 +2,8 @@
 //! with (an HS256 secret, or PEM public keys for RS256/ES256, several during a key
 //! rotation), where a request carries its token, verification with the reason a
 //! token fails, and its claims turned into a connection's `Session`. Signatures are
-//! checked by the `jsonwebtoken` crate (ring underneath); nothing here does
-//! cryptography itself. A token or secret is never formatted into a message.
+//! checked by the `jsonwebtoken` crate (its RustCrypto backend); nothing here
+//! does cryptography itself. A token or secret is never formatted into a message.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -150,11 +150,11 @@ impl Keys {
                 secret.len()
             ));
         }
+        // The crate refuses only an empty secret, which the length check above
+        // already did; its error names no secret either.
+        let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
         Ok(Keys {
-            keys: vec![(
-                Algorithm::HS256,
-                DecodingKey::from_secret(secret.as_bytes()),
-            )],
+            keys: vec![(Algorithm::HS256, key)],
             material: secret.as_bytes().to_vec(),
         })
     }
@@ -381,7 +381,7 @@ mod tests {
     }
 
     fn hs(claims: serde_json::Value, secret: &str) -> String {
-        let key = EncodingKey::from_secret(secret.as_bytes());
+        let key = EncodingKey::from_secret(secret.as_bytes()).unwrap();
         encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
     }
 
@@ -439,7 +439,8 @@ mod tests {
 
     /// GHSA-h395-gr6q-cpjc (CVE-2026-25537): jsonwebtoken before 10.3 skips the
     /// `nbf` (or an unrequired `exp`) check when the claim has the wrong JSON
-    /// type. `Claims` reads both as numbers, so such a token fails as malformed.
+    /// type. The crate now refuses such a token (next test), and `Claims` reads
+    /// both as numbers, so it fails as malformed either way.
     #[test]
     fn a_claim_of_the_wrong_type_fails_the_token() {
         let keys = Keys::from_secret(SECRET).unwrap();
@@ -457,6 +458,36 @@ mod tests {
         ] {
             let token = hs(claims.clone(), SECRET);
             assert_eq!(keys.verify(&token), Err(TokenError::Malformed), "{claims}");
+        }
+    }
+
+    /// The advisory's payload against the crate alone, claims left untyped: a
+    /// string `nbf`, and a string `exp` that is not required, are refused.
+    #[test]
+    fn the_crate_refuses_a_time_claim_of_the_wrong_type() {
+        let key = DecodingKey::from_secret(SECRET.as_bytes()).unwrap();
+        let t = now();
+        let mut nbf_checked = Validation::new(Algorithm::HS256);
+        nbf_checked.validate_nbf = true;
+        let mut exp_not_required = Validation::new(Algorithm::HS256);
+        exp_not_required.required_spec_claims.clear();
+        for (claims, validation, claim) in [
+            (
+                serde_json::json!({"exp": t + 60, "nbf": "99999999999"}),
+                &nbf_checked,
+                "nbf",
+            ),
+            (
+                serde_json::json!({"exp": "99999999999"}),
+                &exp_not_required,
+                "exp",
+            ),
+        ] {
+            let token = hs(claims.clone(), SECRET);
+            let err = jsonwebtoken::decode::<serde_json::Value>(&token, &key, validation)
+                .unwrap_err()
+                .into_kind();
+            assert_eq!(err, ErrorKind::InvalidClaimFormat(claim.into()), "{claims}");
         }
     }
 

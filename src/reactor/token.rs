@@ -191,7 +191,7 @@ mod tests {
             .as_secs()
             + exp_in;
         let claims = serde_json::json!({"exp": exp, "sub": sub, "channels": channels});
-        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
         encode(&Header::default(), &claims, &key).unwrap()
     }
 

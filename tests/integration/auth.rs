@@ -37,7 +37,7 @@ fn hs(claims: &Value) -> String {
 }
 
 fn hs_with(claims: &Value, secret: &str) -> String {
-    let key = EncodingKey::from_secret(secret.as_bytes());
+    let key = EncodingKey::from_secret(secret.as_bytes()).unwrap();
     encode(&Header::new(Algorithm::HS256), claims, &key).unwrap()
 }
 
