@@ -442,9 +442,11 @@ const fn gauge(
 
 /// Every metric family /metrics shows, in the order it shows them.
 const FAMILIES: &[Family] = &[
-    gauge("connections", "Open WebSocket connections.", |m| {
-        &m.connections
-    }),
+    gauge(
+        "connections",
+        "Open client connections: WebSocket and SSE streams.",
+        |m| &m.connections,
+    ),
     gauge("sockets", "Open TCP sockets (WebSocket and HTTP).", |m| {
         &m.sockets
     }),

@@ -137,6 +137,7 @@ pub(crate) const RESERVED_PATHS: &[&str] = &[
     "/client.d.ts",
     "/status",
     "/status.json",
+    "/sse",
 ];
 
 /// The env file read when `--env-file` is not given; skipped when absent.

@@ -1,6 +1,6 @@
-//! /client.js against a scripted WebSocket peer that sends what odin-ws does not
-//! send yet: duplicate and replayed `seq`s and welcomes with an `epoch` (resume,
-//! issue 14). The client must drop what it already has, resume with the highest
+//! /client.js against a scripted WebSocket peer that sends what odin-ws sends only
+//! in rare cases, on cue: duplicate and replayed `seq`s and welcomes whose `epoch`
+//! changes. The client must drop what it already has, resume with the highest
 //! `seq` of the epoch, and start over when the epoch is gone.
 
 use std::net::TcpListener;

@@ -27,6 +27,10 @@ fn each_check_has_its_message() {
             r#"WS_PATH "/health" collides with the built-in /health endpoint"#,
         ),
         (
+            &[("WS_PATH", "/sse")],
+            r#"WS_PATH "/sse" collides with the built-in /sse endpoint"#,
+        ),
+        (
             &[("NATS_URL", "nats://ok:4222,http://h:4222")],
             r#"NATS_URL entry "http://h:4222" must start with nats://, tls://, ws:// or wss:// (or be host:port)"#,
         ),
