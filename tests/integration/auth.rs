@@ -62,7 +62,7 @@ fn upgrade(s: &Server, target: &str, headers: &str) -> HttpReply {
         "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
     )
     .unwrap();
-    let (status, head, mut reader) = read_head(sock);
+    let (status, head, mut reader) = response_head(sock);
     let body = match status {
         101 => String::new(),
         _ => rest_of(&mut reader).join("\n") + "\n",
@@ -608,34 +608,7 @@ fn publish_takes_a_jwt_within_its_publish_claim() {
 
 /// An SSE request: the status, the head, and the reader positioned after it.
 fn sse(s: &Server, query: &str, headers: &str) -> (u16, String, BufReader<TcpStream>) {
-    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    sock.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(
-        sock,
-        "GET /sse?{query} HTTP/1.1\r\nHost: t\r\n{headers}\r\n"
-    )
-    .unwrap();
-    read_head(sock)
-}
-
-/// Reads an answer's head: its status, the head, the reader after it.
-fn read_head(sock: TcpStream) -> (u16, String, BufReader<TcpStream>) {
-    let mut reader = BufReader::new(sock);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head, reader)
+    sse_request(s.port, query, headers)
 }
 
 /// The lines of a stream up to its end.

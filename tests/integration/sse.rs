@@ -18,19 +18,7 @@ struct Stream {
 
 impl Stream {
     fn open(s: &Server, query: &str, extra: &str) -> Stream {
-        let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        sock.set_read_timeout(Some(DEADLINE)).unwrap();
-        write!(sock, "GET /sse?{query} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").unwrap();
-        let mut reader = BufReader::new(sock);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            head.push_str(&line);
-        }
+        let (_, head, reader) = sse_request(s.port, query, extra);
         Stream { reader, head }
     }
 

@@ -1,6 +1,6 @@
 //! Starts the real binary on a free port and speaks to it over real sockets.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -165,6 +165,40 @@ pub fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
         }
         assert!(read_more(stream, buf), "closed during the handshake");
     }
+}
+
+/// Reads an HTTP answer's head line by line: its status, the head, and the reader
+/// positioned after it (for a body or an event stream).
+pub fn response_head(sock: TcpStream) -> (u16, String, BufReader<TcpStream>) {
+    let mut reader = BufReader::new(sock);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, reader)
+}
+
+/// `GET /sse?query` with extra header lines (each ending in \r\n): the status,
+/// the head, and the reader positioned at the first event.
+pub fn sse_request(port: u16, query: &str, headers: &str) -> (u16, String, BufReader<TcpStream>) {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        sock,
+        "GET /sse?{query} HTTP/1.1\r\nHost: t\r\n{headers}\r\n"
+    )
+    .unwrap();
+    response_head(sock)
 }
 
 /// Tests with thousands of sockets or a sustained feed take this so they do not
