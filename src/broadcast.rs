@@ -48,11 +48,11 @@ pub struct Broadcast {
 struct Forms {
     /// The conflated and the snapshot frame (`Flag as usize - 1`).
     flagged: [OnceLock<Bytes>; 2],
-    /// Deflated copies of the plain frame for the Short and Rle classes.
-    deflated: [OnceLock<Bytes>; 2],
-    /// Deflated copies of the flagged frames, by flag and window class (rare:
-    /// slow consumers and snapshots of compressing clients).
-    flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 3]; 2]>>,
+    /// The plain frame deflated for the smaller windows (`Window::class` Rle).
+    deflated_small: OnceLock<Bytes>,
+    /// Deflated copies of the flagged frames, by flag and by full or smaller
+    /// window (rare: slow consumers and snapshots of compressing clients).
+    flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 2]; 2]>>,
     sse: OnceLock<SseForms>,
 }
 
@@ -281,11 +281,12 @@ impl Broadcast {
             Flag::Plain => deflated_frame(self.json(), Data::Text, d.window, &d.counters),
             _ => deflated_frame(&self.json_flagged(flag), Data::Text, d.window, &d.counters),
         };
-        let slot = match (flag, d.window) {
-            (Flag::Plain, Window::Full) => &self.deflated_full,
-            (Flag::Plain, w) => &self.forms().deflated[w as usize - 1],
-            (flag, w) => &self.forms().flagged_deflated.get_or_init(Box::default)
-                [flag as usize - 1][w as usize],
+        let small = d.window.class() != Window::Full;
+        let slot = match (flag, small) {
+            (Flag::Plain, false) => &self.deflated_full,
+            (Flag::Plain, true) => &self.forms().deflated_small,
+            (flag, small) => &self.forms().flagged_deflated.get_or_init(Box::default)
+                [flag as usize - 1][usize::from(small)],
         };
         slot.get_or_init(build).clone()
     }
@@ -477,6 +478,9 @@ mod tests {
         let rle = deflate(Window::Rle, &counters).message(&b);
         assert_eq!(counters.frames.load(Relaxed), 2);
         assert_ne!(rle.as_ptr(), first.as_ptr());
+        let short = deflate(Window::Short, &counters).message(&b);
+        assert_eq!(short.as_ptr(), rle.as_ptr(), "Short shares Rle's copy");
+        assert_eq!(counters.frames.load(Relaxed), 2);
         let inflated = codec::inflate_message(frame_payload(&first), 1 << 20).unwrap();
         assert_eq!(inflated, frame_payload(&b.frame));
         assert!(
@@ -512,7 +516,8 @@ mod tests {
             }
             assert_eq!(form.conflated(&b).as_ptr(), form.conflated(&b).as_ptr());
         }
-        assert_eq!(counters.frames.load(Relaxed), 6, "one per flag and window");
+        // Short shares Rle's bytes (Window::class): one per flag and class.
+        assert_eq!(counters.frames.load(Relaxed), 4, "one per flag and class");
     }
 
     #[test]

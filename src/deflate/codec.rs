@@ -32,6 +32,7 @@ thread_local! {
 pub fn deflate(payload: &[u8], window: Window) -> Vec<u8> {
     COMPRESSORS.with(|cell| {
         let mut all = cell.borrow_mut();
+        let window = window.class();
         let slot = &mut all[window as usize];
         let d = slot.get_or_insert_with(|| Box::new(compressor(window)));
         d.reset();

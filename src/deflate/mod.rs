@@ -33,4 +33,14 @@ impl Window {
             _ => Window::Rle,
         }
     }
+
+    /// The window whose deflated bytes serve this one: today `Short` compresses
+    /// exactly as `Rle`, so both share `Rle`'s copy (and compressor) instead of
+    /// deflating every broadcast twice.
+    pub fn class(self) -> Window {
+        match self {
+            Window::Short => Window::Rle,
+            w => w,
+        }
+    }
 }
