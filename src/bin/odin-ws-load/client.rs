@@ -456,7 +456,8 @@ impl Client {
             return self.on_odin_text(payload, ctx);
         }
         ctx.stats.compressed_messages += 1;
-        inflate::with_inflated(payload, MAX_FRAME, |text| self.on_odin_text(text, ctx))?
+        let text = inflate::message(payload, MAX_FRAME)?;
+        self.on_odin_text(&text, ctx)
     }
 
     fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) -> Result<(), String> {
