@@ -72,7 +72,12 @@ fn answer(
     };
     let recovery = resumed.as_ref().map(|(r, _, _)| *r);
     let wants_snapshot = catch_up.snapshot && recovery != Some(Recovery::Recovered);
-    let snapshot_read = may_read && wants_snapshot && !memory_has_latest(accepted, ctx);
+    // One search of history, under one lock, for both the decision and the snapshot.
+    let latest = match wants_snapshot {
+        true => ctx.shared.history().latest(accepted, ctx.cursor),
+        false => Vec::new(),
+    };
+    let snapshot_read = may_read && wants_snapshot && !covers_each(accepted, &latest);
     if read_since.is_some() || snapshot_read {
         if read_since.is_none()
             && let Some((_, _, result)) = &resumed
@@ -102,18 +107,16 @@ fn answer(
         return;
     }
     if wants_snapshot {
-        let latest = ctx.shared.history().latest(accepted, ctx.cursor);
         queue_snapshot(&latest, send, ctx);
     }
 }
 
-/// Whether history holds a message before the cursor for each of `patterns`, all
-/// literal (a wildcard may cover channels history never saw).
-fn memory_has_latest(patterns: &[&str], ctx: &Context) -> bool {
-    let history = ctx.shared.history();
+/// Whether `latest` (history's newest before the cursor) holds a message for each
+/// of `patterns`, all literal (a wildcard may cover channels history never saw).
+fn covers_each(patterns: &[&str], latest: &[Arc<Broadcast>]) -> bool {
     patterns
         .iter()
-        .all(|p| !p.contains(['*', '>']) && !history.latest(&[p], ctx.cursor).is_empty())
+        .all(|p| !p.contains(['*', '>']) && latest.iter().any(|b| &*b.channel == *p))
 }
 
 /// Queues replayed messages; false when the connection overflowed and closes.
@@ -181,7 +184,8 @@ impl StreamAsk {
             ticket,
             patterns: self.accepted.clone(),
             since: self.since,
-            snapshot: self.snapshot && self.known != Some(Recovery::Recovered),
+            // `known` is never Recovered here: a recovered resume needs no read.
+            snapshot: self.snapshot,
         }
     }
 }
