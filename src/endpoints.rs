@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::auth;
+use crate::auth::{self, Keys};
 use crate::broadcast::MessageBody;
 use crate::channel;
 use crate::config::Config;
@@ -140,41 +140,60 @@ struct PublishBody<'a> {
 }
 
 /// POST /publish: the bearer token, then the declared length (at most
-/// WS_MAX_MESSAGE_SIZE), then the body once it is all there.
+/// WS_MAX_MESSAGE_SIZE), then the body once it is all there. A JWT is verified
+/// only once there is an answer to give (an error, or the whole body): this runs
+/// again on every read of a body that trickles in, and a signature check per
+/// read would cost up to a few hundred µs each.
 fn publish_request(shared: &Shared, cfg: &Config, req: &Request, body: &[u8]) -> Option<Response> {
-    let grant = match publisher(shared, cfg, req) {
-        Ok(grant) => grant,
+    let jwt_keys = match publish_token(cfg, req) {
+        Ok(keys) => keys,
         Err(resp) => return Some(resp),
     };
+    let grant = || match jwt_keys {
+        Some(keys) => jwt_publisher(shared, keys, req).map(Some),
+        None => Ok(None),
+    };
+    // A refused token answers before anything wrong with the length.
+    let refuse = |resp: Response| Some(grant().err().unwrap_or(resp));
     let Some(len) = req.header("Content-Length") else {
-        return Some(Response::text(411, "Content-Length required\n"));
+        return refuse(Response::text(411, "Content-Length required\n"));
     };
     let Ok(len) = len.parse::<usize>() else {
-        return Some(Response::text(400, "bad Content-Length\n"));
+        return refuse(Response::text(400, "bad Content-Length\n"));
     };
     if len > cfg.max_message_size {
-        return Some(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
+        return refuse(Response::text(413, "body over WS_MAX_MESSAGE_SIZE\n"));
     }
     let body = body.get(..len)?;
-    Some(publish(shared, body, grant.as_ref()))
+    Some(match grant() {
+        Ok(grant) => publish(shared, body, grant.as_ref()),
+        Err(resp) => resp,
+    })
 }
 
-/// Who may publish: WS_PUBLISH_TOKEN anywhere (`None`), or a JWT within its
-/// `publish` claim; else the 401 (a JWT's failed check only counted).
-fn publisher(shared: &Shared, cfg: &Config, req: &Request) -> Result<Option<Grant>, Response> {
-    let header = req.header("Authorization");
+/// Whether the request may publish by WS_PUBLISH_TOKEN (`Ok(None)`: anywhere),
+/// must show a JWT these keys verify (JWT authentication is on), or gets the 401.
+fn publish_token<'a>(cfg: &'a Config, req: &Request) -> Result<Option<&'a Keys>, Response> {
     if let Some(token) = cfg.publish_token.as_deref()
-        && token_matches(header, token)
+        && token_matches(req.header("Authorization"), token)
     {
         return Ok(None);
     }
-    let Some(keys) = cfg.auth.as_deref() else {
-        return Err(Response::text(401, "missing or wrong bearer token\n")
-            .header("WWW-Authenticate", "Bearer"));
-    };
-    let bearer = header.and_then(auth::bearer).unwrap_or_default();
+    match cfg.auth.as_deref() {
+        Some(keys) => Ok(Some(keys)),
+        None => Err(Response::text(401, "missing or wrong bearer token\n")
+            .header("WWW-Authenticate", "Bearer")),
+    }
+}
+
+/// A JWT's `publish` grant, or the 401 (the failed check only counted).
+fn jwt_publisher(shared: &Shared, keys: &Keys, req: &Request) -> Result<Grant, Response> {
+    let bearer = req
+        .header("Authorization")
+        .and_then(auth::bearer)
+        .unwrap_or_default();
     match keys.verify(bearer) {
-        Ok(claims) => Ok(Some(claims.publish_grant())),
+        Ok(claims) => Ok(claims.publish_grant()),
         Err(why) => {
             shared.metrics.auth_rejected(why);
             Err(auth::unauthorized())
