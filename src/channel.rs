@@ -10,9 +10,9 @@ use std::fmt;
 /// and of the sublist cache keys.
 pub const MAX_CHANNEL_LEN: usize = 256;
 
-const SEPARATOR: char = '.';
-const PARTIAL_WILDCARD: &str = "*";
-const FULL_WILDCARD: &str = ">";
+pub(crate) const SEPARATOR: char = '.';
+pub(crate) const PARTIAL_WILDCARD: &str = "*";
+pub(crate) const FULL_WILDCARD: &str = ">";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelError {

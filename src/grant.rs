@@ -10,9 +10,7 @@
 //! Both arguments of every function here are valid patterns
 //! (`channel::validate_pattern`).
 
-const SEPARATOR: char = '.';
-const PARTIAL_WILDCARD: &str = "*";
-const FULL_WILDCARD: &str = ">";
+use crate::channel::{FULL_WILDCARD, PARTIAL_WILDCARD, SEPARATOR};
 
 /// Whether every subject `pattern` matches is also matched by `grant`.
 pub fn within(pattern: &str, grant: &str) -> bool {
@@ -33,7 +31,8 @@ pub fn within(pattern: &str, grant: &str) -> bool {
     }
 }
 
-/// Whether some subject is matched by both patterns.
+/// Whether some subject is matched by both patterns (also NATS_SUBJECTS' overlap
+/// check: NATS would deliver such a message once per subscription).
 pub fn intersects(a: &str, b: &str) -> bool {
     let mut a = a.split(SEPARATOR);
     let mut b = b.split(SEPARATOR);
@@ -118,6 +117,12 @@ mod tests {
             ("a.*.c", "a.b.>", true),
             ("a.*", "a.*.c", false),
             ("token.*.price", "token.BTC.>", true),
+            // NATS_SUBJECTS' overlap cases.
+            ("odin.>", "odin.btc", true),
+            ("odin.>", "odin", false),
+            ("odin.*", "odin.>", true),
+            ("a.*", "a.b.c", false),
+            (">", "x.y.z", true),
         ];
         for (a, b, want) in cases {
             assert_eq!(intersects(a, b), want, "{a:?} intersects {b:?}");

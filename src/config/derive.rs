@@ -141,7 +141,7 @@ fn warn_about_leftovers(c: &Config, r: &mut Reader) {
     }
     for (i, a) in c.nats_subjects.iter().enumerate() {
         for b in &c.nats_subjects[i + 1..] {
-            if super::subject::overlap(a, b) {
+            if crate::grant::intersects(a, b) {
                 r.warnings.push(format!(
                     "NATS_SUBJECTS {a:?} and {b:?} overlap: NATS delivers a message matching both \
                      once per subscription, so clients would receive it twice"

@@ -11,7 +11,6 @@ mod duration;
 mod envfile;
 mod parse;
 mod spec;
-mod subject;
 mod table;
 mod values;
 
