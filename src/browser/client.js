@@ -83,6 +83,7 @@ export class OdinWS {
     this._probe = null;
     this._probeTimer = null;
     this._sseReopen = false;
+    this._sseGeneration = 0;
     this._welcomed = false;
     this._stopped = true;
     this._attempt = 0;
@@ -234,10 +235,12 @@ export class OdinWS {
       this._scheduleProbe();
       return;
     }
+    // Opens overlap while a token is fetched: only the latest may take over.
+    const generation = ++this._sseGeneration;
     let es;
     try {
       const url = await this._sseUrl();
-      if (this._stopped || this.transport !== "sse") return;
+      if (this._stopped || this.transport !== "sse" || generation !== this._sseGeneration) return;
       es = new EventSource(url);
     } catch (error) {
       this._onClosed({ code: 0, reason: String(error) });
@@ -314,6 +317,7 @@ export class OdinWS {
   }
 
   _closeSse() {
+    this._sseGeneration++;
     const es = this._es;
     this._es = null;
     es?.close();
@@ -334,7 +338,10 @@ export class OdinWS {
     if (this.transport !== "sse" || this._stopped || this._probe) return;
     let ws;
     try {
-      ws = new WebSocket(await this._urlWithToken());
+      const url = await this._urlWithToken();
+      // close() or a move off SSE may have come while the token was fetched.
+      if (this.transport !== "sse" || this._stopped || this._probe) return;
+      ws = new WebSocket(url);
     } catch {
       this._scheduleProbe();
       return;
