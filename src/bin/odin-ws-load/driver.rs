@@ -267,9 +267,11 @@ impl Run<'_> {
                 break;
             }
             self.deadlines.pop_front();
+            // A reconnect reuses the index: only the current attempt's own deadline counts.
+            let timeout = self.s.connection_timeout;
             let late = self.clients[i as usize]
                 .as_ref()
-                .is_some_and(|c| c.phase < Phase::Open);
+                .is_some_and(|c| c.phase < Phase::Open && c.started + timeout <= now);
             if late {
                 self.close(i, now, "timeout".into());
             }
