@@ -39,11 +39,22 @@ pub enum NotRecovered {
     TooOld,
 }
 
-#[derive(Default)]
 struct Channel {
+    /// The map's key, shared with the age order's entries.
+    name: Arc<str>,
     entries: VecDeque<Arc<Broadcast>>,
     /// The newest sequence evicted from this channel (0: none).
     evicted_up_to: u64,
+}
+
+impl Channel {
+    fn new(name: Arc<str>) -> Channel {
+        Channel {
+            name,
+            entries: VecDeque::new(),
+            evicted_up_to: 0,
+        }
+    }
 }
 
 pub struct History {
@@ -85,16 +96,18 @@ impl History {
             return;
         }
         self.first_seq.get_or_insert(b.seq);
-        let name: Arc<str> = match self.channels.get_key_value(&*b.channel) {
-            Some((name, _)) => Arc::clone(name),
+        // One lookup for a known channel, on every message under the ring's lock.
+        let channel = match self.channels.get_mut(&*b.channel) {
+            Some(c) => c,
             None => {
                 self.bytes += CHANNEL_OVERHEAD + b.channel.len();
                 let name: Arc<str> = b.channel.as_ref().into();
-                self.channels.insert(Arc::clone(&name), Channel::default());
-                name
+                self.channels
+                    .entry(Arc::clone(&name))
+                    .or_insert_with(|| Channel::new(name))
             }
         };
-        let channel = self.channels.get_mut(&name).expect("present");
+        let name = Arc::clone(&channel.name);
         channel.entries.push_back(Arc::clone(b));
         self.bytes += entry_bytes(b);
         self.messages += 1;
