@@ -12,6 +12,7 @@ use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::auth::Session;
 use crate::deflate::inbound::Inbound;
+use crate::grant::Grant;
 use crate::rate::TokenBucket;
 
 /// Generic over the stream so the handlers run in unit tests without a socket.
@@ -91,6 +92,10 @@ pub struct SseConn {
     pub drain_at: Option<Instant>,
     /// When its token expires and the stream ends (JWT authentication).
     pub expires_at: Option<Instant>,
+    /// As `WsConn::stream_wait`: its resume or snapshot waiting for the stream.
+    pub stream_wait: Option<Box<StreamWait>>,
+    /// As `WsConn::stream_cuts`.
+    pub stream_cuts: StreamCuts,
     /// One of WS_MAX_CONNECTIONS, given back when the stream ends.
     pub _slot: WsSlot,
     /// Counts the stream in `odin_ws_sse_clients`.
@@ -137,12 +142,17 @@ impl Progress {
     }
 }
 
-/// What delivery, the drain and the subscription index need of a subscriber,
-/// WebSocket or SSE stream alike.
+/// What delivery, the drain, the subscription index and stream reads need of a
+/// subscriber, WebSocket or SSE stream alike.
 pub struct Subscriber<'a> {
     pub subscriptions: &'a mut Vec<Pattern>,
     pub last_pos: &'a mut Option<u64>,
     pub drain_at: &'a mut Option<Instant>,
+    pub stream_wait: &'a mut Option<Box<StreamWait>>,
+    pub stream_cuts: &'a mut StreamCuts,
+    /// What its token allows now, when that can change (a WebSocket's `refresh`);
+    /// None without a token, and for an SSE stream (held to its grant at the start).
+    pub grant: Option<&'a Grant>,
 }
 
 impl State {
@@ -153,11 +163,17 @@ impl State {
                 subscriptions: &mut ws.subscriptions,
                 last_pos: &mut ws.last_pos,
                 drain_at: &mut ws.drain_at,
+                stream_wait: &mut ws.stream_wait,
+                stream_cuts: &mut ws.stream_cuts,
+                grant: ws.session.as_deref().map(|s| &s.grant),
             }),
             State::Sse(sse) => Some(Subscriber {
                 subscriptions: &mut sse.subscriptions,
                 last_pos: &mut sse.last_pos,
                 drain_at: &mut sse.drain_at,
+                stream_wait: &mut sse.stream_wait,
+                stream_cuts: &mut sse.stream_cuts,
+                grant: None,
             }),
             State::Http(_) | State::Closing(_) => None,
         }

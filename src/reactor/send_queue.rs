@@ -105,7 +105,31 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        let frame = self.form.message(b);
+        self.push_message(b, false, limit, policy)
+    }
+
+    /// As `push_broadcast`, for a message that already replaced older ones of its
+    /// channel (a stream read's held broadcasts, conflated): flagged `"conflated":true`.
+    pub fn push_conflated(
+        &mut self,
+        b: &Arc<Broadcast>,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        self.push_message(b, true, limit, policy)
+    }
+
+    fn push_message(
+        &mut self,
+        b: &Arc<Broadcast>,
+        conflated: bool,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        let frame = match conflated {
+            true => self.form.conflated(b),
+            false => self.form.message(b),
+        };
         let fits = self.latest.is_empty() && self.bytes + frame.len() <= limit;
         if fits {
             self.push_shared(frame);
@@ -126,7 +150,7 @@ impl SendQueue {
             SlowClientPolicy::Conflate => {
                 let replaced = self
                     .latest
-                    .insert(b.channel.clone(), (Arc::clone(b), false));
+                    .insert(b.channel.clone(), (Arc::clone(b), conflated));
                 self.latest_bytes += len;
                 let n = match replaced {
                     Some((old, _)) => {
