@@ -3,11 +3,12 @@
 //! messages keep coming, the per-resume bound, snapshots of channels written
 //! before the instance started (literal and wildcard), a resume on a second
 //! instance whose memory began later, and the same over Server-Sent Events
-//! (`Last-Event-ID`, `snapshot=1`).
+//! (`Last-Event-ID`, `snapshot=1`); a `refresh` while a read is made.
 #![allow(deprecated)] // the sync nats client, as in the server
 
 use nats::jetstream::JetStream;
 
+use crate::auth::{SECRET, client_with_token, token};
 use crate::nats_jetstream::{
     epoch_of, js_env, next, publish, resume, start, stream_made_by_the_test,
 };
@@ -338,4 +339,69 @@ fn jetstream_an_sse_snapshot_of_channels_written_before_the_instance_started() {
         (Some(live), None)
     );
     assert!(s.metric("odin_ws_stream_read_messages_total") >= 2.0);
+}
+
+#[test]
+fn jetstream_a_refresh_while_a_resume_is_read_leaves_out_what_it_revoked() {
+    let nats = NatsServer::start(true);
+    let env = [("WS_HISTORY_SIZE", "1"), ("WS_AUTH_JWT_SECRET", SECRET)];
+    let s = start(&js_env(&nats, &env));
+    s.wait_nats("connected");
+    let mut epoch = String::new();
+    wait_for("the stream's epoch in welcome", || {
+        let mut c = connect(&format!("{}?token={}", s.url(), token("u", &["odin.>"])));
+        epoch = read_json(&mut c)["epoch"].as_str().unwrap().to_string();
+        !epoch.is_empty()
+    });
+    let js = nats::jetstream::new(nats.client());
+    let channel = |n: u64| {
+        if n.is_multiple_of(2) {
+            "odin.b.x"
+        } else {
+            "odin.a.x"
+        }
+    };
+    let first = publish(&js, "odin.a.x", 0);
+    let mut b_seqs = Vec::new();
+    for n in 1..=6 {
+        let seq = publish(&js, channel(n), n);
+        if channel(n) == "odin.b.x" {
+            b_seqs.push(seq);
+        }
+    }
+    wait_for("odin-ws to have them", || {
+        s.metric("odin_ws_broadcasts_total") >= 7.0
+    });
+    let mut c = client_with_token(&s, &token("u", &["odin.>"]));
+    // In one write, so the refresh is read before the stream answers.
+    let pos = since(&epoch, first);
+    let subscribe = format!(
+        r#"{{"type":"subscribe","channels":["odin.a.*","odin.b.*"],"since":{pos},"id":1}}"#
+    );
+    let narrow = token("u", &["odin.b.>"]);
+    let refresh = format!(r#"{{"type":"refresh","token":"{narrow}","id":2}}"#);
+    for text in [subscribe, refresh] {
+        c.write(tungstenite::Message::text(text)).unwrap();
+    }
+    c.flush().unwrap();
+    let revoked = read_json(&mut c);
+    assert_eq!(
+        (&revoked["type"], &revoked["channels"], &revoked["reason"]),
+        (
+            &"unsubscribed".into(),
+            &serde_json::json!(["odin.a.*"]),
+            &"forbidden".into()
+        ),
+        "{revoked}"
+    );
+    assert_eq!(read_json(&mut c)["type"], "refreshed");
+    let ack = read_json(&mut c);
+    assert_eq!(ack["channels"], serde_json::json!(["odin.b.*"]), "{ack}");
+    assert_eq!((&ack["recovered"], &ack["id"]), (&true.into(), &1.into()));
+    let replayed: Vec<u64> = b_seqs.iter().map(|_| next(&mut c).1).collect();
+    assert_eq!(replayed, b_seqs, "only the channels still allowed");
+    publish(&js, "odin.a.x", 7);
+    let live = publish(&js, "odin.b.x", 8);
+    assert_eq!(next(&mut c), ("odin.b.x".into(), live, 8), "then live");
+    assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
 }
