@@ -9,7 +9,6 @@
 //! broadcasts held, and `finish` sends the ack, the replay up to the stream
 //! sequence the read stopped at, then the held broadcasts after it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -20,7 +19,7 @@ use super::conn::Subscriber;
 use super::delivery::queue_gap;
 use super::effect::{Context, Effect, Effects};
 use super::patterns::Pattern;
-use super::send_queue::{Pushed, SendQueue};
+use super::send_queue::{Latest, Pushed, SendQueue};
 use crate::broadcast::Broadcast;
 use crate::channel::pattern_matches;
 use crate::config::SlowClientPolicy;
@@ -173,15 +172,21 @@ impl StreamAsk {
     }
 }
 
+/// A held broadcast, flagged when it replaced older ones of its channel.
+type Flagged = (Arc<Broadcast>, bool);
+
 /// A connection waiting for its stream read: live broadcasts are held meanwhile
 /// (within WS_SEND_QUEUE_BYTES, past it under the slow-consumer policy), then
 /// sent after the replay or snapshot.
 pub struct StreamWait {
     pub ticket: u64,
     ask: Box<StreamAsk>,
-    /// In ring order, each flagged when it replaced older ones of its channel.
-    held: Vec<(Arc<Broadcast>, bool)>,
+    /// In ring order, up to the bound.
+    held: Vec<Arc<Broadcast>>,
     held_bytes: usize,
+    /// `conflate`, once `held` is at its bound: the newest message of each channel
+    /// since (as the send queue keeps them).
+    latest: Latest,
     /// Held broadcasts `drop_oldest` took: told in a `gap` before the rest.
     dropped: u64,
 }
@@ -193,31 +198,34 @@ impl StreamWait {
             ask,
             held: Vec::new(),
             held_bytes: 0,
+            latest: Latest::default(),
             dropped: 0,
         }
     }
 
     /// Keeps a live broadcast for later. Past `limit` bytes `policy` decides, as
-    /// for a send queue: `conflate` keeps the newest held message per channel,
-    /// `drop_oldest` drops the oldest held ones, and `disconnect` (or a bound
-    /// that even that cannot keep) is an overflow: a slow consumer.
+    /// for a send queue: `conflate` keeps the newest message per channel beyond
+    /// the held ones, `drop_oldest` drops the oldest held ones, and `disconnect`
+    /// (or a bound that even those pass) is an overflow: a slow consumer.
     pub fn hold(&mut self, b: &Arc<Broadcast>, limit: usize, policy: SlowClientPolicy) -> Pushed {
-        self.held_bytes += b.held_bytes();
-        self.held.push((Arc::clone(b), false));
-        if self.held_bytes <= limit {
+        let size = b.held_bytes();
+        if self.latest.is_empty() && self.held_bytes + size <= limit {
+            self.held_bytes += size;
+            self.held.push(Arc::clone(b));
             return Pushed::Queued;
         }
-        let pushed = match policy {
-            SlowClientPolicy::Disconnect => return Pushed::Overflow,
-            SlowClientPolicy::DropOldest => Pushed::DroppedOldest(self.drop_oldest(limit)),
-            SlowClientPolicy::Conflate => match self.conflate() {
-                0 => Pushed::Queued,
-                n => Pushed::Conflated(n),
-            },
-        };
-        match self.held_bytes <= limit {
-            true => pushed,
-            false => Pushed::Overflow,
+        match policy {
+            SlowClientPolicy::Disconnect => Pushed::Overflow,
+            SlowClientPolicy::DropOldest => {
+                self.held_bytes += size;
+                self.held.push(Arc::clone(b));
+                let n = self.drop_oldest(limit);
+                match self.held_bytes <= limit {
+                    true => Pushed::DroppedOldest(n),
+                    false => Pushed::Overflow,
+                }
+            }
+            SlowClientPolicy::Conflate => self.latest.keep(b, false, Broadcast::held_bytes, limit),
         }
     }
 
@@ -225,7 +233,7 @@ impl StreamWait {
     fn drop_oldest(&mut self, limit: usize) -> u64 {
         let mut n = 0;
         while self.held_bytes > limit && n + 1 < self.held.len() {
-            self.held_bytes -= self.held[n].0.held_bytes();
+            self.held_bytes -= self.held[n].held_bytes();
             n += 1;
         }
         self.held.drain(..n);
@@ -233,30 +241,11 @@ impl StreamWait {
         n as u64
     }
 
-    /// Keeps the newest held broadcast of each channel, flagged when it replaced
-    /// older ones; returns how many went.
-    fn conflate(&mut self) -> u64 {
-        let mut newest: HashMap<&str, usize> = HashMap::new();
-        let mut keep = vec![false; self.held.len()];
-        let mut replaced = vec![false; self.held.len()];
-        for (i, (b, _)) in self.held.iter().enumerate().rev() {
-            match newest.get(&*b.channel) {
-                Some(&kept) => replaced[kept] = true,
-                None => {
-                    newest.insert(&b.channel, i);
-                    keep[i] = true;
-                }
-            }
-        }
-        let before = self.held.len();
-        let mut i = 0;
-        self.held.retain_mut(|(_, conflated)| {
-            *conflated |= replaced[i];
-            i += 1;
-            keep[i - 1]
-        });
-        self.held_bytes = self.held.iter().map(|(b, _)| b.held_bytes()).sum();
-        (before - self.held.len()) as u64
+    /// The ask, everything held in ring order, and how many drop_oldest took.
+    fn into_parts(mut self) -> (Box<StreamAsk>, Vec<Flagged>, u64) {
+        let latest = self.latest.take();
+        let held = self.held.into_iter().map(|b| (b, false));
+        (self.ask, held.chain(latest).collect(), self.dropped)
     }
 }
 
@@ -385,12 +374,7 @@ fn finish(
     ctx: &Context,
     out: &mut Effects,
 ) -> Option<StreamCut> {
-    let StreamWait {
-        ask,
-        mut held,
-        dropped,
-        ..
-    } = wait;
+    let (ask, mut held, dropped) = wait.into_parts();
     let mut ask = *ask;
     let (recovery, mut replay, upto) = match (ask.known, reply.resume) {
         (Some(known), _) => (Some(known), Vec::new(), None),
@@ -712,21 +696,25 @@ mod tests {
         let ctx = test_context(&[("WS_SLOW_CLIENT_POLICY", "conflate")]);
         let mut conn = open_websocket(&ctx);
         let wait = waiting(&mut conn, ask(Some(10), false));
-        let held = [msg(20, 20, "a.x"), msg(21, 21, "a.y"), msg(22, 22, "a.x")];
+        let held = [
+            msg(20, 20, "a.x"),
+            msg(21, 21, "a.y"),
+            msg(22, 22, "a.x"),
+            msg(23, 23, "a.z"),
+            msg(24, 24, "a.x"),
+        ];
         let limit = 2 * held[0].held_bytes();
         let policy = ctx.cfg.slow_client_policy;
         let pushed: Vec<Pushed> = held.iter().map(|b| wait.hold(b, limit, policy)).collect();
-        assert_eq!(
-            pushed,
-            [Pushed::Queued, Pushed::Queued, Pushed::Conflated(1)]
-        );
-        // A third channel cannot be kept within the bound even one per channel.
+        use Pushed::{Conflated, Queued};
+        assert_eq!(pushed, [Queued, Queued, Queued, Queued, Conflated(1)]);
+        // One more channel past the bound, one per channel: a slow consumer.
         let mut full = StreamWait::new(1, ask(Some(10), false));
         for b in &held {
             full.hold(b, limit, policy);
         }
         assert_eq!(
-            full.hold(&msg(23, 23, "a.z"), limit, policy),
+            full.hold(&msg(25, 25, "a.w"), limit, policy),
             Pushed::Overflow
         );
         let out = take(&mut conn, recovered(vec![]), &ctx);
@@ -736,7 +724,8 @@ mod tests {
             .iter()
             .map(|m| (m["seq"].as_u64().unwrap(), m["conflated"] == true))
             .collect();
-        assert_eq!(sent, [(21, false), (22, true)], "{frames:?}");
+        let expected = [(20, false), (21, false), (23, false), (24, true)];
+        assert_eq!(sent, expected, "in ring order; 22 replaced by 24");
     }
 
     #[test]

@@ -54,8 +54,7 @@ pub struct SendQueue {
     /// Bytes written so far (wrapping): a stalled reader is one whose count stops.
     written: u64,
     /// conflate policy: the newest message per channel, held while the queue is full.
-    latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
-    latest_bytes: usize,
+    latest: Latest,
     /// WebSocket frames (deflated or not), or SSE events, for broadcasts and
     /// replies alike.
     form: Form,
@@ -64,7 +63,7 @@ pub struct SendQueue {
 impl SendQueue {
     /// Bytes held, including conflated messages not yet queued.
     pub fn len(&self) -> usize {
-        self.bytes + self.latest_bytes
+        self.bytes + self.latest.bytes()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -135,7 +134,6 @@ impl SendQueue {
             self.push_shared(frame);
             return Pushed::Queued;
         }
-        let len = self.form.len_of(b);
         match policy {
             SlowClientPolicy::Disconnect => Pushed::Overflow,
             SlowClientPolicy::DropOldest => {
@@ -148,27 +146,8 @@ impl SendQueue {
                 }
             }
             SlowClientPolicy::Conflate => {
-                let replaced = self
-                    .latest
-                    .insert(b.channel.clone(), (Arc::clone(b), conflated));
-                self.latest_bytes += len;
-                let n = match replaced {
-                    Some((old, _)) => {
-                        self.latest_bytes -= self.form.len_of(&old);
-                        self.latest.get_mut(&b.channel).expect("just inserted").1 = true;
-                        1
-                    }
-                    None => 0,
-                };
-                // One pending message per channel may still exceed any bound when a
-                // wildcard matches endless channels: that client is closed.
-                if self.latest_bytes > limit {
-                    Pushed::Overflow
-                } else if n > 0 {
-                    Pushed::Conflated(n)
-                } else {
-                    Pushed::Queued
-                }
+                let form = &self.form;
+                self.latest.keep(b, conflated, |b| form.len_of(b), limit)
             }
         }
     }
@@ -199,7 +178,6 @@ impl SendQueue {
     pub fn discard_broadcasts(&mut self) {
         self.drop_oldest_until(0);
         self.latest.clear();
-        self.latest_bytes = 0;
     }
 
     /// A connection closed for leaving its replies unread: everything unsent
@@ -213,7 +191,6 @@ impl SendQueue {
             }
         }
         self.latest.clear();
-        self.latest_bytes = 0;
     }
 
     /// Once a conflating connection has drained half its bound, the newest message of
@@ -223,11 +200,7 @@ impl SendQueue {
         if self.latest.is_empty() || self.bytes > limit / 2 {
             return;
         }
-        let mut pending: Vec<(Arc<Broadcast>, bool)> =
-            self.latest.drain().map(|(_, v)| v).collect();
-        pending.sort_by_key(|(b, _)| b.pos);
-        self.latest_bytes = 0;
-        for (b, conflated) in pending {
+        for (b, conflated) in self.latest.take() {
             let frame = if conflated {
                 self.form.conflated(&b)
             } else {
@@ -284,6 +257,70 @@ impl SendQueue {
                 self.offset += n;
             }
         }
+    }
+}
+
+/// What `conflate` keeps past a bound (a send queue's, a stream read's held
+/// broadcasts): the newest message per channel, flagged when it replaced an
+/// older one, and the bytes they hold.
+#[derive(Default)]
+pub struct Latest {
+    by_channel: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
+    bytes: usize,
+}
+
+impl Latest {
+    /// Keeps `b` as its channel's newest (`flagged`: it replaced older ones
+    /// already), `len` bytes each. Past `limit` one message per channel is still
+    /// too much (a wildcard over endless channels): an overflow.
+    pub fn keep(
+        &mut self,
+        b: &Arc<Broadcast>,
+        flagged: bool,
+        len: impl Fn(&Broadcast) -> usize,
+        limit: usize,
+    ) -> Pushed {
+        self.bytes += len(b);
+        let replaced = self
+            .by_channel
+            .insert(b.channel.clone(), (Arc::clone(b), flagged));
+        let n = match replaced {
+            Some((old, _)) => {
+                self.bytes -= len(&old);
+                self.by_channel
+                    .get_mut(&b.channel)
+                    .expect("just inserted")
+                    .1 = true;
+                1
+            }
+            None => 0,
+        };
+        match (self.bytes <= limit, n) {
+            (false, _) => Pushed::Overflow,
+            (true, 0) => Pushed::Queued,
+            (true, n) => Pushed::Conflated(n),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_channel.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Everything kept, in publish order, flagged; leaves it empty.
+    pub fn take(&mut self) -> Vec<(Arc<Broadcast>, bool)> {
+        let mut kept: Vec<_> = self.by_channel.drain().map(|(_, v)| v).collect();
+        kept.sort_by_key(|(b, _)| b.pos);
+        self.bytes = 0;
+        kept
+    }
+
+    pub fn clear(&mut self) {
+        self.by_channel.clear();
+        self.bytes = 0;
     }
 }
 
