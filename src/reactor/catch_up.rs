@@ -229,6 +229,11 @@ impl StreamWait {
         }
     }
 
+    /// Bytes of the broadcasts held, for the send-queue gauge.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes + self.latest.bytes()
+    }
+
     /// Drops the oldest held broadcasts (never the newest) until `limit` is met.
     fn drop_oldest(&mut self, limit: usize) -> u64 {
         let mut n = 0;

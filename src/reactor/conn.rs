@@ -156,6 +156,16 @@ pub struct Subscriber<'a> {
 }
 
 impl State {
+    /// Bytes of live broadcasts held for a stream read (queued, in effect).
+    pub fn stream_held_bytes(&self) -> usize {
+        let wait = match self {
+            State::Ws(ws) => &ws.stream_wait,
+            State::Sse(sse) => &sse.stream_wait,
+            State::Http(_) | State::Closing(_) => return 0,
+        };
+        wait.as_ref().map_or(0, |w| w.held_bytes())
+    }
+
     /// The subscriber behind an open WebSocket or SSE stream.
     pub fn subscriber(&mut self) -> Option<Subscriber<'_>> {
         match self {

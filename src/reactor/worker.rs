@@ -491,7 +491,11 @@ impl Worker {
         let shared = &self.ctx.shared;
         self.delivery.publish_deliveries(shared);
         let handle = &shared.workers[self.id];
-        let queued: usize = self.conns.values().map(|c| c.send.len()).sum();
+        let queued: usize = self
+            .conns
+            .values()
+            .map(|c| c.send.len() + c.state.stream_held_bytes())
+            .sum();
         handle.queued_bytes.store(queued as u64, Relaxed);
         handle
             .ring_lag
