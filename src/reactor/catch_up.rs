@@ -23,7 +23,6 @@ use super::send_queue::{Latest, Pushed, SendQueue};
 use crate::broadcast::Broadcast;
 use crate::channel::pattern_matches;
 use crate::config::SlowClientPolicy;
-use crate::grant::Grant;
 use crate::history::NotRecovered;
 use crate::intake::{Reply, Request, Resumed};
 use crate::metrics::{DropReason, ResumeResult};
@@ -338,7 +337,6 @@ pub fn start_read(
     let _ = finish(
         StreamWait::new(0, ask),
         reply,
-        sub.grant,
         sub.subscriptions,
         send,
         ctx,
@@ -359,7 +357,7 @@ pub fn take_reply(
         return;
     };
     let patterns = &*sub.subscriptions;
-    if let Some(cut) = finish(*wait, reply, sub.grant, patterns, send, ctx, out) {
+    if let Some(cut) = finish(*wait, reply, patterns, send, ctx, out) {
         sub.stream_cuts.add(cut);
     }
 }
@@ -367,13 +365,13 @@ pub fn take_reply(
 /// The stream's reply (or, when the read could not be queued, one made up as
 /// `unavailable`): the ack, the replay or snapshot, a `gap` for held broadcasts
 /// `drop_oldest` took, then the held broadcasts that the replay or snapshot does
-/// not already cover. With a token (`grant`), what a `refresh` revoked meanwhile
-/// is left out: the `unsubscribed` for it went out already. Returns the cut live
-/// delivery keeps to until it has passed what the read sent.
+/// not already cover, all of it on the connection's `patterns` now: what was
+/// unsubscribed meanwhile (by the client, or by a `refresh` that revoked it) was
+/// told as `unsubscribed` already. Returns the cut live delivery keeps to until
+/// it has passed what the read sent.
 fn finish(
     wait: StreamWait,
     reply: Reply,
-    grant: Option<&Grant>,
     patterns: &[Pattern],
     send: &mut SendQueue,
     ctx: &Context,
@@ -410,15 +408,13 @@ fn finish(
         }
     };
     let mut snapshot = reply.snapshot;
-    if let Some(grant) = grant {
-        ask.accepted.retain(|p| grant.permits(p));
-        let covered = |b: &Arc<Broadcast>| covers(&ask.accepted, b);
-        replay.retain(covered);
-        if let Some(latest) = snapshot.as_mut() {
-            latest.retain(covered);
-        }
-        held.retain(|(b, _)| grant.permits(&b.channel));
+    ask.accepted.retain(|p| patterns.iter().any(|q| **q == **p));
+    let covered = |b: &Arc<Broadcast>| covers(&ask.accepted, b);
+    replay.retain(covered);
+    if let Some(latest) = snapshot.as_mut() {
+        latest.retain(covered);
     }
+    held.retain(|(b, _)| patterns.iter().any(|p| pattern_matches(p, &b.channel)));
     let accepted: Vec<&str> = ask.accepted.iter().map(|p| &**p).collect();
     let ack = protocol::ack("subscribed", &accepted, ask.id.as_deref(), recovery);
     let ack = send.form().reply("subscribed", ack);
@@ -523,7 +519,6 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::auth::Session;
     use crate::broadcast::{MessageBody, OUTSIDE_RING};
     use crate::reactor::conn::{Conn, State};
     use crate::reactor::patterns::Subscriptions;
@@ -576,7 +571,8 @@ mod tests {
             snapshot: None,
         };
         let mut out = Effects::new();
-        let cut = finish(wait, reply, None, &[], &mut conn.send, &ctx, &mut out);
+        let on = patterns(&["a.*", "b.*"]);
+        let cut = finish(wait, reply, &on, &mut conn.send, &ctx, &mut out);
         assert_eq!(out, [Effect::Flush]);
         let frames = conn.sent_json();
         assert_eq!(frames[0]["recovered"], true);
@@ -614,7 +610,14 @@ mod tests {
             snapshot,
         };
         let mut out = Effects::new();
-        let cut = finish(wait, reply, None, &[], &mut conn.send, &ctx, &mut out);
+        let cut = finish(
+            wait,
+            reply,
+            &patterns(&["a.*"]),
+            &mut conn.send,
+            &ctx,
+            &mut out,
+        );
         let frames = conn.sent_json();
         assert!(frames[0].get("recovered").is_none(), "{frames:?}");
         assert_eq!(sent(&frames), [(7, true), (8, true), (9, false)]);
@@ -635,12 +638,17 @@ mod tests {
         );
     }
 
+    fn patterns(list: &[&str]) -> Vec<Pattern> {
+        let mut subs = Subscriptions::default();
+        list.iter().map(|p| subs.add(p, 0)).collect()
+    }
+
     /// `conn` subscribed to `a.*` and waiting (ticket 1) for `ask`'s read.
     fn waiting(conn: &mut Conn<Wire>, ask: Box<StreamAsk>) -> &mut StreamWait {
         let State::Ws(ws) = &mut conn.state else {
             panic!("not a WebSocket");
         };
-        ws.subscriptions = vec![Subscriptions::default().add("a.*", 0)];
+        ws.subscriptions = patterns(&["a.*"]);
         ws.stream_wait.insert(Box::new(StreamWait::new(1, ask)))
     }
 
@@ -734,7 +742,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refresh_during_the_read_leaves_out_what_it_revoked() {
+    fn what_was_unsubscribed_during_the_read_is_left_out() {
         let ctx = test_context(&[]);
         let mut conn = open_websocket(&ctx);
         let mut two = ask(Some(10), false);
@@ -743,20 +751,11 @@ mod tests {
         for held in [msg(20, 20, "a.x"), msg(21, 21, "b.x")] {
             assert_eq!(wait.hold(&held, 1 << 20, DISCONNECT), Pushed::Queued);
         }
-        // What `refresh` leaves: a session whose grant no longer covers `a.*`.
+        // An unsubscribe, or a `refresh` that revoked `a.*`, leaves `b.*` alone.
         let State::Ws(ws) = &mut conn.state else {
             unreachable!()
         };
-        ws.session = Some(Box::new(Session {
-            sub: None,
-            grant: Grant {
-                allow: vec!["b.>".into()],
-                deny: Vec::new(),
-            },
-            max_subscriptions: 10,
-            expires_at: ctx.now + std::time::Duration::from_secs(60),
-            warn_at: None,
-        }));
+        ws.subscriptions = patterns(&["b.*"]);
         let replay = vec![msg(OUTSIDE_RING, 11, "a.x"), msg(OUTSIDE_RING, 12, "b.y")];
         take(&mut conn, recovered(replay), &ctx);
         let frames = conn.sent_json();
@@ -767,7 +766,7 @@ mod tests {
         );
         assert_eq!(frames[0]["recovered"], true);
         let seqs: Vec<u64> = sent(&frames).into_iter().map(|(s, _)| s).collect();
-        assert_eq!(seqs, [12, 21], "nothing on the revoked channels");
+        assert_eq!(seqs, [12, 21], "nothing on what it no longer holds");
     }
 
     #[test]

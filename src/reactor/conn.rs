@@ -12,7 +12,6 @@ use super::patterns::Pattern;
 use super::send_queue::SendQueue;
 use crate::auth::Session;
 use crate::deflate::inbound::Inbound;
-use crate::grant::Grant;
 use crate::rate::TokenBucket;
 
 /// Generic over the stream so the handlers run in unit tests without a socket.
@@ -150,9 +149,6 @@ pub struct Subscriber<'a> {
     pub drain_at: &'a mut Option<Instant>,
     pub stream_wait: &'a mut Option<Box<StreamWait>>,
     pub stream_cuts: &'a mut StreamCuts,
-    /// What its token allows now, when that can change (a WebSocket's `refresh`);
-    /// None without a token, and for an SSE stream (held to its grant at the start).
-    pub grant: Option<&'a Grant>,
 }
 
 impl State {
@@ -175,7 +171,6 @@ impl State {
                 drain_at: &mut ws.drain_at,
                 stream_wait: &mut ws.stream_wait,
                 stream_cuts: &mut ws.stream_cuts,
-                grant: ws.session.as_deref().map(|s| &s.grant),
             }),
             State::Sse(sse) => Some(Subscriber {
                 subscriptions: &mut sse.subscriptions,
@@ -183,7 +178,6 @@ impl State {
                 drain_at: &mut sse.drain_at,
                 stream_wait: &mut sse.stream_wait,
                 stream_cuts: &mut sse.stream_cuts,
-                grant: None,
             }),
             State::Http(_) | State::Closing(_) => None,
         }
