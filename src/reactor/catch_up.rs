@@ -5,9 +5,10 @@
 //! so nothing comes twice and nothing is skipped between the two.
 //!
 //! In JetStream mode what history cannot answer is read from the stream, off the
-//! worker (intake::stream_read): the connection waits in `StreamWait`, its live
-//! broadcasts held, and `finish` sends the ack, the replay up to the stream
-//! sequence the read stopped at, then the held broadcasts after it.
+//! worker (intake::stream_read): the connection (WebSocket or SSE stream alike)
+//! waits in `StreamWait`, its live broadcasts held under the slow-consumer
+//! policy, and `take_reply` sends the ack, the replay up to the stream sequence
+//! the read stopped at, then the held broadcasts after it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
