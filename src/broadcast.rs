@@ -4,7 +4,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use tungstenite::Bytes;
@@ -53,6 +53,9 @@ struct Forms {
     /// Deflated copies of the flagged frames, by flag and by full or smaller
     /// window (rare: slow consumers and snapshots of compressing clients).
     flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 2]; 2]>>,
+    /// The plain frame deflated after the JSON of the broadcast at this `pos` on
+    /// the same channel: for clients whose window ends with that message.
+    chained: OnceLock<(u64, Bytes)>,
     sse: OnceLock<SseForms>,
 }
 
@@ -148,12 +151,33 @@ pub enum Form {
 }
 
 /// What a compressing connection agreed to: its window class; messages whose JSON
-/// has at least `min_bytes` go as that class's shared deflated copy.
+/// has at least `min_bytes` go as that class's shared deflated copy. With `chain`
+/// (a full window the client keeps between messages), a message may go as the
+/// copy deflated after the channel's previous one (`Broadcast::chained`).
 #[derive(Clone, Debug)]
 pub struct Deflate {
     pub window: Window,
     pub min_bytes: usize,
+    pub chain: bool,
     pub counters: Arc<CompressionCounters>,
+}
+
+/// The message a compressing client's LZ77 window ends with: the last broadcast
+/// it was sent in plain form and compressed (RFC 7692 passes only compressed
+/// messages through the window). `Weak`: a client must not keep a broadcast alive.
+#[derive(Clone, Debug)]
+pub struct WindowEnd {
+    pub pos: u64,
+    pub broadcast: Weak<Broadcast>,
+}
+
+impl WindowEnd {
+    pub fn of(b: &Arc<Broadcast>) -> WindowEnd {
+        WindowEnd {
+            pos: b.pos,
+            broadcast: Arc::downgrade(b),
+        }
+    }
 }
 
 impl Form {
@@ -181,7 +205,8 @@ impl Form {
         self.variant(b, Flag::Snapshot)
     }
 
-    fn variant(&self, b: &Broadcast, flag: Flag) -> Bytes {
+    /// The message flagged `flag`.
+    pub fn variant(&self, b: &Broadcast, flag: Flag) -> Bytes {
         match self {
             Form::WebSocket => b.frame_flagged(flag),
             Form::Deflated(d) => b.deflated(flag, d),
@@ -291,6 +316,40 @@ impl Broadcast {
         slot.get_or_init(build).clone()
     }
 
+    /// Whether a compressing connection sends this message compressed (and so
+    /// passes it through the client's window).
+    pub fn is_deflated_for(&self, d: &Deflate) -> bool {
+        self.json().len() >= d.min_bytes
+    }
+
+    /// The plain frame deflated with `end`'s JSON as its dictionary, for a client
+    /// whose window ends with exactly that message: about a third smaller than
+    /// the copy deflated alone, since consecutive messages of a channel share
+    /// most of their text. Built by the first such client, for the channel's
+    /// previous message it has, and shared by every client that has the same;
+    /// `None` for anyone else (they take the copy deflated alone).
+    pub fn chained(&self, end: &WindowEnd, d: &Deflate) -> Option<Bytes> {
+        if !d.chain || d.window != Window::Full || !self.is_deflated_for(d) {
+            return None;
+        }
+        let slot = &self.forms().chained;
+        if slot.get().is_none()
+            && let Some(prev) = end.broadcast.upgrade()
+            && prev.channel == self.channel
+            && prev.is_deflated_for(d)
+        {
+            let body = codec::deflate_after(prev.json(), self.json());
+            let frame = compressed_frame(body, self.json().len(), Data::Text, &d.counters);
+            d.counters.chained.fetch_add(1, Relaxed);
+            // Another worker may have set it meanwhile: theirs stands.
+            let _ = slot.set((end.pos, frame));
+        }
+        match slot.get() {
+            Some((pos, frame)) if *pos == end.pos => Some(frame.clone()),
+            _ => None,
+        }
+    }
+
     /// An SSE event of this message, built once by the first SSE stream that needs
     /// it: every other stream shares the bytes.
     fn sse_event(&self, epoch: &Arc<str>, flag: Flag) -> Bytes {
@@ -317,6 +376,8 @@ pub struct CompressionCounters {
     /// Payload bytes of those frames before and after deflate.
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Of `frames`, those deflated after the channel's previous message.
+    pub chained: AtomicU64,
 }
 
 /// `payload` deflated into one final unmasked data frame with RSV1 set, counted.
@@ -326,10 +387,24 @@ pub fn deflated_frame(
     window: Window,
     counters: &CompressionCounters,
 ) -> Bytes {
-    let body = codec::deflate(payload, window);
+    compressed_frame(
+        codec::deflate(payload, window),
+        payload.len(),
+        data,
+        counters,
+    )
+}
+
+/// A deflated `body` (of `before` bytes inflated) as one final unmasked data
+/// frame with RSV1 set, counted.
+fn compressed_frame(
+    body: Vec<u8>,
+    before: usize,
+    data: Data,
+    counters: &CompressionCounters,
+) -> Bytes {
     counters.frames.fetch_add(1, Relaxed);
-    let before = payload.len() as u64;
-    counters.bytes_in.fetch_add(before, Relaxed);
+    counters.bytes_in.fetch_add(before as u64, Relaxed);
     counters.bytes_out.fetch_add(body.len() as u64, Relaxed);
     let mut frame = Frame::message(body, OpCode::Data(data), true);
     frame.header_mut().rsv1 = true;
@@ -341,7 +416,7 @@ pub fn deflated_frame(
 }
 
 /// The payload of a frame built here (unmasked, so after the length).
-fn frame_payload(frame: &[u8]) -> &[u8] {
+pub fn frame_payload(frame: &[u8]) -> &[u8] {
     let start = match frame[1] & 0x7f {
         126 => 4,
         127 => 10,
@@ -459,6 +534,7 @@ mod tests {
         Form::Deflated(Deflate {
             window,
             min_bytes: 256,
+            chain: true,
             counters: Arc::clone(counters),
         })
     }

@@ -123,8 +123,7 @@ fn queue_snapshot(latest: &[Arc<Broadcast>], send: &mut SendQueue, ctx: &Context
     let metrics = &ctx.shared.metrics;
     metrics.snapshots.fetch_add(latest.len() as u64, Relaxed);
     for b in latest {
-        let event = send.form().snapshot(b);
-        send.push_own(event);
+        send.push_snapshot(b);
     }
 }
 
