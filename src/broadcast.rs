@@ -53,9 +53,9 @@ struct Forms {
     /// Deflated copies of the flagged frames, by flag and by full or smaller
     /// window (rare: slow consumers and snapshots of compressing clients).
     flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 2]; 2]>>,
-    /// The plain frame deflated after the JSON of the broadcast at this `pos` on
-    /// the same channel: for clients whose window ends with that message.
-    chained: OnceLock<(u64, Bytes)>,
+    /// The plain frame deflated after the JSON of this broadcast on the same
+    /// channel: for clients whose window ends with that message.
+    chained: OnceLock<(WindowEnd, Bytes)>,
     sse: OnceLock<SseForms>,
 }
 
@@ -164,19 +164,20 @@ pub struct Deflate {
 
 /// The message a compressing client's LZ77 window ends with: the last broadcast
 /// it was sent in plain form and compressed (RFC 7692 passes only compressed
-/// messages through the window). `Weak`: a client must not keep a broadcast alive.
+/// messages through the window). `Weak`: a client must not keep a broadcast
+/// alive. Told apart by identity, not `pos` (every broadcast refilled from the
+/// stream has the same one); a `Weak` keeps its allocation, so no other
+/// broadcast can take its address meanwhile.
 #[derive(Clone, Debug)]
-pub struct WindowEnd {
-    pub pos: u64,
-    pub broadcast: Weak<Broadcast>,
-}
+pub struct WindowEnd(Weak<Broadcast>);
 
 impl WindowEnd {
     pub fn of(b: &Arc<Broadcast>) -> WindowEnd {
-        WindowEnd {
-            pos: b.pos,
-            broadcast: Arc::downgrade(b),
-        }
+        WindowEnd(Arc::downgrade(b))
+    }
+
+    pub fn is(&self, other: &WindowEnd) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -334,7 +335,7 @@ impl Broadcast {
         }
         let slot = &self.forms().chained;
         if slot.get().is_none()
-            && let Some(prev) = end.broadcast.upgrade()
+            && let Some(prev) = end.0.upgrade()
             && prev.channel == self.channel
             && prev.is_deflated_for(d)
         {
@@ -342,10 +343,10 @@ impl Broadcast {
             let frame = compressed_frame(body, self.json().len(), Data::Text, &d.counters);
             d.counters.chained.fetch_add(1, Relaxed);
             // Another worker may have set it meanwhile: theirs stands.
-            let _ = slot.set((end.pos, frame));
+            let _ = slot.set((end.clone(), frame));
         }
         match slot.get() {
-            Some((pos, frame)) if *pos == end.pos => Some(frame.clone()),
+            Some((after, frame)) if after.is(end) => Some(frame.clone()),
             _ => None,
         }
     }
@@ -569,6 +570,47 @@ mod tests {
         assert_eq!(full.message(&small), small.frame);
         assert_eq!(full.snapshot(&small), small.snapshot_frame());
         assert_eq!(counters.frames.load(Relaxed), 2);
+    }
+
+    /// The chained copy is for the one predecessor it was built after, told by
+    /// identity: broadcasts refilled from the stream all share one `pos`.
+    #[test]
+    fn a_chained_copy_serves_only_windows_that_end_with_its_predecessor() {
+        let counters = Arc::new(CompressionCounters::default());
+        let Form::Deflated(d) = deflate(Window::Full, &counters) else {
+            unreachable!()
+        };
+        let refilled = |seq: u64| {
+            let json = format!(
+                "[{}]",
+                vec![format!(r#"{{"px":101.5,"n":{seq}}}"#); 30].join(",")
+            );
+            let body = MessageBody::new("a.b", json.as_bytes());
+            Arc::new(Broadcast::new(
+                OUTSIDE_RING,
+                seq,
+                "a.b",
+                body,
+                Instant::now(),
+            ))
+        };
+        let (p1, p2, b) = (refilled(1), refilled(2), refilled(3));
+        let chained = b.chained(&WindowEnd::of(&p1), &d).expect("built after p1");
+        assert!(chained.len() < Form::Deflated(d.clone()).message(&b).len());
+        assert_eq!(b.chained(&WindowEnd::of(&p1), &d), Some(chained));
+        assert_eq!(
+            b.chained(&WindowEnd::of(&p2), &d),
+            None,
+            "same pos, another message"
+        );
+        assert_eq!(counters.chained.load(Relaxed), 1);
+        let json = frame_payload(&b.frame).to_vec();
+        let other = Broadcast::new(0, 9, "c.d", MessageBody::new("c.d", &json), Instant::now());
+        assert_eq!(
+            Arc::new(other).chained(&WindowEnd::of(&p1), &d),
+            None,
+            "only after a message of its own channel"
+        );
     }
 
     /// Slow consumers and snapshots of compressing clients get the flagged message

@@ -41,12 +41,12 @@ impl Item {
 enum Trace {
     /// Sent uncompressed: the window stays as it was.
     Untouched,
-    /// The plain message compressed: the window ends with it. `standalone` is
-    /// set when the frame is the copy chained on the message before it (its
-    /// `after`): the copy deflated alone, for when that one is dropped unsent.
+    /// The plain message compressed: the window ends with it. `chained` is set
+    /// when the frame is the copy chained on the message before it: that
+    /// message, and the copy deflated alone, for when that one is dropped unsent.
     Ends {
         end: WindowEnd,
-        chained: Option<(u64, Bytes)>,
+        chained: Option<(WindowEnd, Bytes)>,
     },
     /// A flagged message compressed: nothing chains on it.
     Breaks,
@@ -212,7 +212,7 @@ impl SendQueue {
         let end = WindowEnd::of(b);
         match self.queued_end.as_ref().and_then(|last| b.chained(last, d)) {
             Some(chained) => {
-                let after = self.queued_end.as_ref().map_or(0, |e| e.pos);
+                let after = self.queued_end.clone().expect("chained on it");
                 let trace = Trace::Ends {
                     end,
                     chained: Some((after, frame)),
@@ -254,7 +254,7 @@ impl SendQueue {
             let half_written = i == 0 && self.offset > 0;
             if let Trace::Ends { chained, .. } = trace
                 && let Some((after, _)) = chained
-                && end.as_ref().map(|e| e.pos) != Some(*after)
+                && !end.as_ref().is_some_and(|e| e.is(after))
                 && !half_written
             {
                 let (_, standalone) = chained.take().expect("matched");
