@@ -257,7 +257,8 @@ impl Broadcast {
     /// What this broadcast holds in memory when it is made (its frame and channel),
     /// for the ring's and history's byte bounds. Forms built later for some
     /// connections are not counted: at most one per flag, window class and SSE,
-    /// each about the frame's size (docs/architecture.md, "Where each queue is bounded").
+    /// and one chained copy, each about the frame's size or (deflated) smaller
+    /// (docs/architecture.md, "Where each queue is bounded").
     pub fn held_bytes(&self) -> usize {
         self.frame.len() + self.channel.len()
     }
@@ -333,19 +334,24 @@ impl Broadcast {
         if !d.chain || d.window != Window::Full || !self.is_deflated_for(d) {
             return None;
         }
-        let slot = &self.forms().chained;
-        if slot.get().is_none()
+        let built = || self.forms.get().and_then(|f| f.chained.get());
+        // The forms box only once there is something to put in it.
+        if built().is_none()
             && let Some(prev) = end.0.upgrade()
             && prev.channel == self.channel
             && prev.is_deflated_for(d)
         {
             let body = codec::deflate_after(prev.json(), self.json());
-            let frame = compressed_frame(body, self.json().len(), Data::Text, &d.counters);
-            d.counters.chained.fetch_add(1, Relaxed);
-            // Another worker may have set it meanwhile: theirs stands.
-            let _ = slot.set((end.clone(), frame));
+            let (before, after) = (self.json().len(), body.len());
+            let frame = compressed_frame(body, Data::Text);
+            // Another worker may have set it meanwhile: theirs stands, and only
+            // the copy kept is counted.
+            if self.forms().chained.set((end.clone(), frame)).is_ok() {
+                d.counters.count(before, after);
+                d.counters.chained.fetch_add(1, Relaxed);
+            }
         }
-        match slot.get() {
+        match built() {
             Some((after, frame)) if after.is(end) => Some(frame.clone()),
             _ => None,
         }
@@ -388,25 +394,22 @@ pub fn deflated_frame(
     window: Window,
     counters: &CompressionCounters,
 ) -> Bytes {
-    compressed_frame(
-        codec::deflate(payload, window),
-        payload.len(),
-        data,
-        counters,
-    )
+    let body = codec::deflate(payload, window);
+    counters.count(payload.len(), body.len());
+    compressed_frame(body, data)
 }
 
-/// A deflated `body` (of `before` bytes inflated) as one final unmasked data
-/// frame with RSV1 set, counted.
-fn compressed_frame(
-    body: Vec<u8>,
-    before: usize,
-    data: Data,
-    counters: &CompressionCounters,
-) -> Bytes {
-    counters.frames.fetch_add(1, Relaxed);
-    counters.bytes_in.fetch_add(before as u64, Relaxed);
-    counters.bytes_out.fetch_add(body.len() as u64, Relaxed);
+impl CompressionCounters {
+    /// One deflated frame built, `before` bytes deflated to `after`.
+    fn count(&self, before: usize, after: usize) {
+        self.frames.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(before as u64, Relaxed);
+        self.bytes_out.fetch_add(after as u64, Relaxed);
+    }
+}
+
+/// A deflated `body` as one final unmasked data frame with RSV1 set.
+fn compressed_frame(body: Vec<u8>, data: Data) -> Bytes {
     let mut frame = Frame::message(body, OpCode::Data(data), true);
     frame.header_mut().rsv1 = true;
     let mut out = Vec::with_capacity(frame.len());
@@ -610,6 +613,36 @@ mod tests {
             Arc::new(other).chained(&WindowEnd::of(&p1), &d),
             None,
             "only after a message of its own channel"
+        );
+    }
+
+    /// Asking for a chained copy that cannot be built (the window ends with
+    /// another channel's message) costs no `Forms` box.
+    #[test]
+    fn asking_for_a_chained_copy_that_cannot_be_built_allocates_nothing() {
+        let counters = Arc::new(CompressionCounters::default());
+        let Form::Deflated(d) = deflate(Window::Full, &counters) else {
+            unreachable!()
+        };
+        let big = |ch: &str, seq: u64| {
+            let json = format!(
+                "[{}]",
+                vec![format!(r#"{{"px":101.5,"n":{seq}}}"#); 30].join(",")
+            );
+            Arc::new(Broadcast::new(
+                seq,
+                seq,
+                ch,
+                MessageBody::new(ch, json.as_bytes()),
+                Instant::now(),
+            ))
+        };
+        let (other, b) = (big("c.d", 1), big("a.b", 2));
+        assert_eq!(b.chained(&WindowEnd::of(&other), &d), None);
+        assert!(
+            b.forms.get().is_none(),
+            "a {}-byte Forms box for nothing",
+            std::mem::size_of::<Forms>()
         );
     }
 

@@ -156,6 +156,12 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
+        // Held back already: no frame yet (a chained copy built now, after this
+        // connection's stale window end, would take the slot from everyone else).
+        if policy == SlowClientPolicy::Conflate && !self.latest.is_empty() {
+            let form = &self.form;
+            return self.latest.keep(b, conflated, |b| form.len_of(b), limit);
+        }
         let flag = if conflated {
             Flag::Conflated
         } else {
@@ -172,9 +178,10 @@ impl SendQueue {
             SlowClientPolicy::DropOldest => {
                 self.push_shared(frame, trace);
                 // A chained frame swapped for its larger copy can pass the bound again.
-                let mut dropped = self.drop_oldest_until(limit);
-                while dropped > 0 && self.rechain() && self.bytes > limit {
-                    dropped += self.drop_oldest_until(limit);
+                let (mut dropped, mut upto) = self.drop_oldest_until(limit);
+                while dropped > 0 && self.rechain(upto) && self.bytes > limit {
+                    let (more, to) = self.drop_oldest_until(limit);
+                    (dropped, upto) = (dropped + more, to);
                 }
                 if self.bytes > limit {
                     Pushed::Overflow
@@ -238,12 +245,13 @@ impl SendQueue {
         self.items.push_back(Item::Shared(frame, trace));
     }
 
-    /// After broadcasts were dropped unsent: a chained frame whose message
-    /// before it went is swapped for its copy deflated alone (the client's
-    /// window will not hold what it reaches back into), and the queued end is
-    /// worked out again from what was written.
+    /// After broadcasts were dropped unsent from the first `upto` items: a
+    /// chained frame whose message before it went is swapped for its copy
+    /// deflated alone (the client's window will not hold what it reaches back
+    /// into). Only the first frame past them that touches the window can have
+    /// lost its predecessor; the queued end changes only when there is none.
     /// Whether any frame was swapped.
-    fn rechain(&mut self) -> bool {
+    fn rechain(&mut self, upto: usize) -> bool {
         if !matches!(&self.form, Form::Deflated(d) if d.chain) {
             return false;
         }
@@ -263,13 +271,17 @@ impl SendQueue {
                 swapped = true;
             }
             advance_end(&mut end, trace);
+            if i >= upto && !matches!(trace, Trace::Untouched) {
+                return swapped;
+            }
         }
         self.queued_end = end;
         swapped
     }
 
-    /// Drops whole broadcasts from the front (never a half-written one, never our own replies).
-    fn drop_oldest_until(&mut self, limit: usize) -> u64 {
+    /// Drops whole broadcasts from the front (never a half-written one, never
+    /// our own replies); how many, and how many items from the front it looked at.
+    fn drop_oldest_until(&mut self, limit: usize) -> (u64, usize) {
         let mut dropped = 0;
         let mut i = usize::from(self.offset > 0);
         while self.bytes > limit && i < self.items.len() {
@@ -281,7 +293,7 @@ impl SendQueue {
                 i += 1;
             }
         }
-        dropped
+        (dropped, i)
     }
 
     /// A connection closed as a slow consumer: its unsent broadcasts go, so the
@@ -686,6 +698,40 @@ mod tests {
         assert!(read[1].1 < alone(&b2), "chained on the written one");
         assert_eq!(read[3].1, alone(&b3), "after a snapshot: alone");
         assert!(read[2].0.contains(r#""snapshot":true"#));
+    }
+
+    /// A conflating connection holding messages back (its `latest` is not
+    /// empty) builds no chained copy after its stale window end: that would
+    /// take the shared slot from every client whose window ends with the
+    /// channel's previous message.
+    #[test]
+    fn a_stalled_conflating_connection_does_not_take_the_chained_copy() {
+        let (b1, b2, b3) = (book(1, "a"), book(2, "a"), book(3, "a"));
+        let big = 1 << 20;
+        let mut healthy = deflating(true);
+        healthy.push_broadcast(&b1, big, SlowClientPolicy::Conflate);
+        healthy.push_broadcast(&b2, big, SlowClientPolicy::Conflate);
+        let mut stalled = deflating(true);
+        let limit = 4096;
+        stalled.push_broadcast(&b1, limit, SlowClientPolicy::Conflate);
+        stalled.push_own(Bytes::from(vec![b'r'; limit - stalled.len()]));
+        assert_eq!(
+            stalled.push_broadcast(&b2, limit, SlowClientPolicy::Conflate),
+            Pushed::Queued
+        );
+        assert!(!stalled.latest.is_empty(), "b2 is held back");
+        // b3 reaches the stalled connection first (slab order, or its worker).
+        assert_eq!(
+            stalled.push_broadcast(&b3, limit, SlowClientPolicy::Conflate),
+            Pushed::Conflated(1)
+        );
+        healthy.push_broadcast(&b3, big, SlowClientPolicy::Conflate);
+        let alone = deflating(false).form.message(&b3).len();
+        let sent = healthy.items.back().unwrap().bytes().len();
+        assert!(
+            sent < alone,
+            "the healthy client got b3 deflated alone ({sent} bytes, chained would be smaller than {alone})"
+        );
     }
 
     #[test]
