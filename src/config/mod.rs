@@ -221,6 +221,8 @@ pub struct Config {
     pub compression: bool,
     /// Broadcast and echo payloads smaller than this go uncompressed.
     pub compression_min_bytes: usize,
+    /// Chained deflated copies for clients that keep their window (WS_COMPRESSION_CHAIN=on).
+    pub compression_chain: bool,
     pub nats_user: Option<String>,
     pub nats_password: Option<String>,
     pub nats_token: Option<String>,
@@ -399,6 +401,7 @@ fn read(r: &mut Reader) -> Config {
         auth_key_file: r.parse(WS_AUTH_JWT_KEY_FILE, values::key_file),
         compression: r.parse(WS_COMPRESSION, values::on_off),
         compression_min_bytes: r.int(WS_COMPRESSION_MIN_BYTES, 0, 16 * MIB),
+        compression_chain: r.parse(WS_COMPRESSION_CHAIN, values::on_off),
         nats_user: r.optional(NATS_USER),
         nats_password: r.optional(NATS_PASSWORD),
         nats_token: r.optional(NATS_TOKEN),

@@ -76,6 +76,9 @@ variables! {
     WS_COMPRESSION = "on";
     // Smaller JSON gains little from deflate and costs a compressed copy to build.
     WS_COMPRESSION_MIN_BYTES = "256";
+    // Chained copies for clients that keep their window: off answers every
+    // client server_no_context_takeover (each message deflated alone).
+    WS_COMPRESSION_CHAIN = "on";
     NATS_USER = "";
     NATS_PASSWORD = "";
     NATS_TOKEN = "";
@@ -197,6 +200,6 @@ mod tests {
         for name in SECRETS.iter().chain(RELOADABLE) {
             assert!(known(name).is_some(), "{name} is not a variable");
         }
-        assert_eq!(VARIABLES.len(), 56);
+        assert_eq!(VARIABLES.len(), 57);
     }
 }

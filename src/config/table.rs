@@ -173,6 +173,10 @@ impl Config {
                 WS_COMPRESSION_MIN_BYTES,
                 self.compression_min_bytes.to_string(),
             ),
+            (
+                WS_COMPRESSION_CHAIN,
+                values::on_off_str(self.compression_chain).to_string(),
+            ),
             (NATS_USER, opt(&self.nats_user)),
             (NATS_PASSWORD, opt(&self.nats_password)),
             (NATS_TOKEN, opt(&self.nats_token)),

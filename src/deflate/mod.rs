@@ -1,7 +1,8 @@
 //! permessage-deflate (RFC 7692): negotiation in the upgrade, the shared
 //! deflated copy of a broadcast, and inflating what compressing clients send.
-//! Every message is compressed and inflated on its own (no context takeover
-//! either way), so a connection keeps no compression state between messages.
+//! The server keeps no compressor per connection: each broadcast is deflated
+//! once (alone, and chained after its channel's previous message for clients
+//! that keep their window), and each inbound message is inflated on its own.
 
 pub mod codec;
 pub mod inbound;

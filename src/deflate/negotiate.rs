@@ -18,7 +18,8 @@ pub const EXTENSION: &str = "permessage-deflate";
 pub struct Agreed {
     /// The `server_max_window_bits` the client asked for (8-15), if any.
     pub server_max_window_bits: Option<u8>,
-    /// The client asked the server not to rely on its window between messages.
+    /// The answer says `server_no_context_takeover`: the client asked the server
+    /// not to rely on its window between messages, or WS_COMPRESSION_CHAIN=off.
     pub server_no_context_takeover: bool,
 }
 
@@ -51,15 +52,19 @@ impl Agreed {
 /// The first permessage-deflate offer of the request that the server accepts;
 /// `None` when compression is off, nothing is offered, or no offer can be
 /// honoured (the extension is declined, the connection goes on uncompressed).
-pub fn negotiate(req: &Request, enabled: bool) -> Option<Agreed> {
+/// Without `chain` the server never relies on the client's window.
+pub fn negotiate(req: &Request, enabled: bool, chain: bool) -> Option<Agreed> {
     if !enabled {
         return None;
     }
-    req.headers
+    let mut agreed = req
+        .headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
         .flat_map(|(_, v)| v.split(','))
-        .find_map(accept_offer)
+        .find_map(accept_offer)?;
+    agreed.server_no_context_takeover |= !chain;
+    Some(agreed)
 }
 
 /// One offer ("name; param; param=value"): accepted when it is permessage-deflate
@@ -134,7 +139,7 @@ mod tests {
     }
 
     fn agreed(extensions: &[&str]) -> Option<Agreed> {
-        negotiate(&request(extensions), true)
+        negotiate(&request(extensions), true, true)
     }
 
     const PLAIN: Agreed = Agreed {
@@ -147,8 +152,8 @@ mod tests {
         assert_eq!(agreed(&[]), None);
         assert_eq!(agreed(&["x-webkit-deflate-frame"]), None);
         let offer = request(&["permessage-deflate"]);
-        assert_eq!(negotiate(&offer, false), None);
-        assert_eq!(negotiate(&offer, true), Some(PLAIN));
+        assert_eq!(negotiate(&offer, false, true), None);
+        assert_eq!(negotiate(&offer, true, true), Some(PLAIN));
     }
 
     /// The client keeps its window unless it asks not to; ours is never kept.
@@ -168,6 +173,9 @@ mod tests {
         assert!(!asked.chains());
         let small = agreed(&["permessage-deflate; server_max_window_bits=10"]).unwrap();
         assert!(!small.chains(), "chaining needs the full window");
+        let off = negotiate(&request(&["permessage-deflate"]), true, false).unwrap();
+        assert!(!off.chains(), "WS_COMPRESSION_CHAIN=off");
+        assert!(off.header_value().contains("; server_no_context_takeover"));
     }
 
     /// A browser's offer, and one that asks to drop both contexts.

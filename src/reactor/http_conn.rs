@@ -135,7 +135,7 @@ fn route(ctx: &Context, req: &Request, rest: &[u8], out: &mut Effects) -> Route 
                     Err(resp) => return Route::Respond(resp),
                 }
             };
-            let deflate = deflate::negotiate(req, ctx.cfg.compression);
+            let deflate = deflate::negotiate(req, ctx.cfg.compression, ctx.cfg.compression_chain);
             let extensions = deflate.map(|d| d.header_value());
             let key = req.header("Sec-WebSocket-Key").unwrap_or_default();
             Route::Upgrade(Opening {

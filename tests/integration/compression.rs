@@ -321,3 +321,30 @@ fn a_channel_s_next_message_goes_chained_to_clients_that_keep_their_window() {
     );
     assert_eq!(server.metric("odin_ws_compressed_frames_total"), 3.0);
 }
+
+/// WS_COMPRESSION_CHAIN=off: every client is told the server keeps no context,
+/// and consecutive messages each inflate on their own.
+#[test]
+fn chaining_off_answers_no_context_takeover_and_sends_each_message_alone() {
+    let server = Server::start(&[("WS_COMPRESSION_CHAIN", "off")]);
+    let mut c = Deflating::open(server.port, Some(OFFER));
+    assert_eq!(
+        c.extensions.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    c.data();
+    let sub = r#"{"type":"subscribe","channels":["md.eth"]}"#;
+    c.stream
+        .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
+        .unwrap();
+    assert_eq!(c.data().json()["type"], "subscribed");
+    let (first, second) = (quotes(50), quotes(51));
+    assert_eq!(server.publish("md.eth", &first).status, 202);
+    assert_eq!(server.publish("md.eth", &second).status, 202);
+    assert_eq!(c.data().json()["data"].as_array().unwrap().len(), 50);
+    assert_eq!(c.data().json()["data"].as_array().unwrap().len(), 51);
+    assert_eq!(
+        server.metric("odin_ws_compressed_chained_frames_total"),
+        0.0
+    );
+}
