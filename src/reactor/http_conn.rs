@@ -10,6 +10,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use super::accounting::{CompressingCount, WsSlot};
 use super::conn::{Compressing, Conn, RateLimit, State, WsConn};
+use super::dead_reader::{self, StreamSocket};
 use super::effect::{Context, Effect, Effects};
 use super::token;
 use crate::auth::Session;
@@ -48,7 +49,7 @@ enum Route {
 
 /// Reads what the socket has; once the head (and a publish body) is complete,
 /// answers it.
-pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+pub fn on_readable<S: Read + StreamSocket>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
     let State::Http(h) = &mut conn.state else {
         return;
     };
@@ -71,6 +72,7 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
             if let Err(resp) = super::sse_conn::start(conn, ctx, head, req, out) {
                 return respond(conn, resp, out);
             }
+            dead_reader::watch(&conn.stream, ctx);
             if let State::Sse(stream) = &mut conn.state
                 && expires_at.is_some()
             {
