@@ -1,6 +1,8 @@
 //! Server-Sent Events (`GET /sse`): the request's channels and catch-up, and the
 //! event text. The stream itself is a worker's connection state (reactor/sse_conn.rs).
 
+use std::time::Instant;
+
 use crate::channel;
 use crate::config::Config;
 use crate::http::{Request, Response};
@@ -13,12 +15,15 @@ pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// The comment a stream ends with when the server drains.
 pub const SHUTTING_DOWN: &[u8] = b": server shutting down\n\n";
 
-/// A valid `/sse` request: what to subscribe to, and what to catch up on.
+/// A valid `/sse` request: what to subscribe to, what to catch up on, and
+/// when its token expires.
 #[derive(Debug)]
 pub struct SseRequest {
     /// As the client listed them (the ack echoes them so).
     pub channels: Vec<String>,
     pub catch_up: CatchUp,
+    /// The token's `exp` (JWT authentication), set once the token is checked.
+    pub expires_at: Option<Instant>,
 }
 
 /// Reads `channels=`, `snapshot=`, and the resume position (`Last-Event-ID`,
@@ -73,6 +78,7 @@ pub fn parse_request(req: &Request, cfg: &Config) -> Result<SseRequest, Response
     Ok(SseRequest {
         channels,
         catch_up: CatchUp { since, snapshot },
+        expires_at: None,
     })
 }
 

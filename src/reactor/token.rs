@@ -328,6 +328,28 @@ mod tests {
     }
 
     #[test]
+    fn an_sse_stream_first_wakes_at_its_token_expiry() {
+        let ctx = auth_context();
+        let request = format!(
+            "GET /sse?channels=a HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n",
+            token(10, "u", &["a"])
+        );
+        let mut conn = test_conn(&ctx, request.into_bytes());
+        let mut out = Effects::new();
+        http_conn::on_readable(&mut conn, &ctx, &mut out);
+        let State::Sse(stream) = &conn.state else {
+            panic!("no stream");
+        };
+        let expires_at = stream.expires_at.expect("the token's exp");
+        assert!(expires_at < ctx.now + ctx.cfg.ping_interval);
+        let wakes: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(e, Effect::WakeAt(_)))
+            .collect();
+        assert_eq!(wakes, [&Effect::WakeAt(expires_at)], "one timer, at exp");
+    }
+
+    #[test]
     fn without_auth_nothing_changes_and_refresh_is_refused() {
         let ctx = test_context(&[]);
         let (mut conn, _) = open(&ctx, "");
