@@ -261,12 +261,21 @@ impl Keys {
 /// then `?token=` (browsers cannot set headers on a WebSocket), then the
 /// `odin_ws_token` cookie. `None` when none is there.
 pub fn request_token(req: &Request) -> Option<String> {
-    if let Some(token) = req.header("Authorization").and_then(bearer) {
-        return Some(token.to_string());
+    bearer_or_query(req).or_else(|| cookie_token(req))
+}
+
+/// A token given by `Authorization: Bearer`, else by `?token=`; `None` when
+/// neither holds one. Also how the status page's WS_STATUS_TOKEN is given (the
+/// cookie is the JWT's, not for it).
+pub fn bearer_or_query(req: &Request) -> Option<String> {
+    match req.header("Authorization").and_then(bearer) {
+        Some(token) => Some(token.to_string()),
+        None => req.query_param(TOKEN_PARAM).filter(|t| !t.is_empty()),
     }
-    if let Some(token) = req.query_param(TOKEN_PARAM).filter(|t| !t.is_empty()) {
-        return Some(token);
-    }
+}
+
+/// The `odin_ws_token` cookie's value, quotes taken off.
+fn cookie_token(req: &Request) -> Option<String> {
     req.headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("Cookie"))
@@ -556,6 +565,12 @@ mod tests {
         for (head, want) in cases {
             assert_eq!(request_token(&request(head)).as_deref(), want, "{head}");
         }
+        let cookie = request(" HTTP/1.1\r\nCookie: odin_ws_token=c");
+        assert_eq!(
+            bearer_or_query(&cookie),
+            None,
+            "the cookie is the JWT's only"
+        );
     }
 
     #[test]
