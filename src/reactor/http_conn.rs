@@ -159,11 +159,14 @@ fn sse_route(ctx: &Context, req: &Request, out: &mut Effects) -> Result<Route, R
     }
     // The token (`?token=`, the cookie or Bearer): 401, then its grant: 403.
     let session = token::admit(ctx, req)?;
-    let mut sse_req = sse::parse_request(req, &ctx.cfg)?;
+    let mut sse_req = sse::parse_request(req)?;
+    let mut max_subscriptions = ctx.cfg.max_subscriptions;
     if let Some(session) = &session {
-        token::check_stream(session, &sse_req.channels, ctx)?;
+        token::check_grant(session, &sse_req.channels, ctx)?;
         sse_req.expires_at = Some(session.expires_at);
+        max_subscriptions = session.max_subscriptions;
     }
+    sse::check_count(&sse_req.channels, max_subscriptions)?;
     if let Some(why) = ctx.shared.admission_closed() {
         return Err(refused(ctx, req, Refusal::Closed(why), out));
     }
