@@ -11,6 +11,8 @@ use std::io::{self, Read};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
+use super::acceptor::set_int_option;
 use super::conn::Conn;
 use super::effect::{Context, Effect, Effects};
 use super::sse_conn;
@@ -32,20 +34,7 @@ impl StreamSocket for mio::net::TcpStream {
         let ms = libc::c_int::try_from(timeout.as_millis())
             .unwrap_or(libc::c_int::MAX)
             .max(1);
-        // SAFETY: setsockopt on a socket we own, with a correctly sized value.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(self),
-                libc::IPPROTO_TCP,
-                libc::TCP_USER_TIMEOUT,
-                &ms as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        set_int_option(self, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms)
     }
 
     /// Elsewhere there is no such option: a vanished reader is dropped when
