@@ -4,7 +4,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use tungstenite::Bytes;
@@ -53,6 +53,9 @@ struct Forms {
     /// Deflated copies of the flagged frames, by flag and by full or smaller
     /// window (rare: slow consumers and snapshots of compressing clients).
     flagged_deflated: OnceLock<Box<[[OnceLock<Bytes>; 2]; 2]>>,
+    /// The plain frame deflated after the JSON of this broadcast on the same
+    /// channel: for clients whose window ends with that message.
+    chained: OnceLock<(WindowEnd, Bytes)>,
     sse: OnceLock<SseForms>,
 }
 
@@ -148,12 +151,34 @@ pub enum Form {
 }
 
 /// What a compressing connection agreed to: its window class; messages whose JSON
-/// has at least `min_bytes` go as that class's shared deflated copy.
+/// has at least `min_bytes` go as that class's shared deflated copy. With `chain`
+/// (a full window the client keeps between messages), a message may go as the
+/// copy deflated after the channel's previous one (`Broadcast::chained`).
 #[derive(Clone, Debug)]
 pub struct Deflate {
     pub window: Window,
     pub min_bytes: usize,
+    pub chain: bool,
     pub counters: Arc<CompressionCounters>,
+}
+
+/// The message a compressing client's LZ77 window ends with: the last broadcast
+/// it was sent in plain form and compressed (RFC 7692 passes only compressed
+/// messages through the window). `Weak`: a client must not keep a broadcast
+/// alive. Told apart by identity, not `pos` (every broadcast refilled from the
+/// stream has the same one); a `Weak` keeps its allocation, so no other
+/// broadcast can take its address meanwhile.
+#[derive(Clone, Debug)]
+pub struct WindowEnd(Weak<Broadcast>);
+
+impl WindowEnd {
+    pub fn of(b: &Arc<Broadcast>) -> WindowEnd {
+        WindowEnd(Arc::downgrade(b))
+    }
+
+    pub fn is(&self, other: &WindowEnd) -> bool {
+        Weak::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Form {
@@ -181,7 +206,8 @@ impl Form {
         self.variant(b, Flag::Snapshot)
     }
 
-    fn variant(&self, b: &Broadcast, flag: Flag) -> Bytes {
+    /// The message flagged `flag`.
+    pub fn variant(&self, b: &Broadcast, flag: Flag) -> Bytes {
         match self {
             Form::WebSocket => b.frame_flagged(flag),
             Form::Deflated(d) => b.deflated(flag, d),
@@ -231,7 +257,8 @@ impl Broadcast {
     /// What this broadcast holds in memory when it is made (its frame and channel),
     /// for the ring's and history's byte bounds. Forms built later for some
     /// connections are not counted: at most one per flag, window class and SSE,
-    /// each about the frame's size (docs/architecture.md, "Where each queue is bounded").
+    /// and one chained copy, each about the frame's size or (deflated) smaller
+    /// (docs/architecture.md, "Where each queue is bounded").
     pub fn held_bytes(&self) -> usize {
         self.frame.len() + self.channel.len()
     }
@@ -291,6 +318,45 @@ impl Broadcast {
         slot.get_or_init(build).clone()
     }
 
+    /// Whether a compressing connection sends this message compressed (and so
+    /// passes it through the client's window).
+    pub fn is_deflated_for(&self, d: &Deflate) -> bool {
+        self.json().len() >= d.min_bytes
+    }
+
+    /// The plain frame deflated with `end`'s JSON as its dictionary, for a client
+    /// whose window ends with exactly that message: about a third smaller than
+    /// the copy deflated alone, since consecutive messages of a channel share
+    /// most of their text. Built by the first such client, for the channel's
+    /// previous message it has, and shared by every client that has the same;
+    /// `None` for anyone else (they take the copy deflated alone).
+    pub fn chained(&self, end: &WindowEnd, d: &Deflate) -> Option<Bytes> {
+        if !d.chain || d.window != Window::Full || !self.is_deflated_for(d) {
+            return None;
+        }
+        let built = || self.forms.get().and_then(|f| f.chained.get());
+        // The forms box only once there is something to put in it.
+        if built().is_none()
+            && let Some(prev) = end.0.upgrade()
+            && prev.channel == self.channel
+            && prev.is_deflated_for(d)
+        {
+            let body = codec::deflate_after(prev.json(), self.json());
+            let (before, after) = (self.json().len(), body.len());
+            let frame = compressed_frame(body, Data::Text);
+            // Another worker may have set it meanwhile: theirs stands, and only
+            // the copy kept is counted.
+            if self.forms().chained.set((end.clone(), frame)).is_ok() {
+                d.counters.count(before, after);
+                d.counters.chained.fetch_add(1, Relaxed);
+            }
+        }
+        match built() {
+            Some((after, frame)) if after.is(end) => Some(frame.clone()),
+            _ => None,
+        }
+    }
+
     /// An SSE event of this message, built once by the first SSE stream that needs
     /// it: every other stream shares the bytes.
     fn sse_event(&self, epoch: &Arc<str>, flag: Flag) -> Bytes {
@@ -317,6 +383,8 @@ pub struct CompressionCounters {
     /// Payload bytes of those frames before and after deflate.
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Of `frames`, those deflated after the channel's previous message.
+    pub chained: AtomicU64,
 }
 
 /// `payload` deflated into one final unmasked data frame with RSV1 set, counted.
@@ -327,10 +395,21 @@ pub fn deflated_frame(
     counters: &CompressionCounters,
 ) -> Bytes {
     let body = codec::deflate(payload, window);
-    counters.frames.fetch_add(1, Relaxed);
-    let before = payload.len() as u64;
-    counters.bytes_in.fetch_add(before, Relaxed);
-    counters.bytes_out.fetch_add(body.len() as u64, Relaxed);
+    counters.count(payload.len(), body.len());
+    compressed_frame(body, data)
+}
+
+impl CompressionCounters {
+    /// One deflated frame built, `before` bytes deflated to `after`.
+    fn count(&self, before: usize, after: usize) {
+        self.frames.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(before as u64, Relaxed);
+        self.bytes_out.fetch_add(after as u64, Relaxed);
+    }
+}
+
+/// A deflated `body` as one final unmasked data frame with RSV1 set.
+fn compressed_frame(body: Vec<u8>, data: Data) -> Bytes {
     let mut frame = Frame::message(body, OpCode::Data(data), true);
     frame.header_mut().rsv1 = true;
     let mut out = Vec::with_capacity(frame.len());
@@ -341,7 +420,7 @@ pub fn deflated_frame(
 }
 
 /// The payload of a frame built here (unmasked, so after the length).
-fn frame_payload(frame: &[u8]) -> &[u8] {
+pub fn frame_payload(frame: &[u8]) -> &[u8] {
     let start = match frame[1] & 0x7f {
         126 => 4,
         127 => 10,
@@ -459,6 +538,7 @@ mod tests {
         Form::Deflated(Deflate {
             window,
             min_bytes: 256,
+            chain: true,
             counters: Arc::clone(counters),
         })
     }
@@ -493,6 +573,77 @@ mod tests {
         assert_eq!(full.message(&small), small.frame);
         assert_eq!(full.snapshot(&small), small.snapshot_frame());
         assert_eq!(counters.frames.load(Relaxed), 2);
+    }
+
+    /// The chained copy is for the one predecessor it was built after, told by
+    /// identity: broadcasts refilled from the stream all share one `pos`.
+    #[test]
+    fn a_chained_copy_serves_only_windows_that_end_with_its_predecessor() {
+        let counters = Arc::new(CompressionCounters::default());
+        let Form::Deflated(d) = deflate(Window::Full, &counters) else {
+            unreachable!()
+        };
+        let refilled = |seq: u64| {
+            let json = format!(
+                "[{}]",
+                vec![format!(r#"{{"px":101.5,"n":{seq}}}"#); 30].join(",")
+            );
+            let body = MessageBody::new("a.b", json.as_bytes());
+            Arc::new(Broadcast::new(
+                OUTSIDE_RING,
+                seq,
+                "a.b",
+                body,
+                Instant::now(),
+            ))
+        };
+        let (p1, p2, b) = (refilled(1), refilled(2), refilled(3));
+        let chained = b.chained(&WindowEnd::of(&p1), &d).expect("built after p1");
+        assert!(chained.len() < Form::Deflated(d.clone()).message(&b).len());
+        assert_eq!(b.chained(&WindowEnd::of(&p1), &d), Some(chained));
+        assert_eq!(
+            b.chained(&WindowEnd::of(&p2), &d),
+            None,
+            "same pos, another message"
+        );
+        assert_eq!(counters.chained.load(Relaxed), 1);
+        let json = frame_payload(&b.frame).to_vec();
+        let other = Broadcast::new(0, 9, "c.d", MessageBody::new("c.d", &json), Instant::now());
+        assert_eq!(
+            Arc::new(other).chained(&WindowEnd::of(&p1), &d),
+            None,
+            "only after a message of its own channel"
+        );
+    }
+
+    /// Asking for a chained copy that cannot be built (the window ends with
+    /// another channel's message) costs no `Forms` box.
+    #[test]
+    fn asking_for_a_chained_copy_that_cannot_be_built_allocates_nothing() {
+        let counters = Arc::new(CompressionCounters::default());
+        let Form::Deflated(d) = deflate(Window::Full, &counters) else {
+            unreachable!()
+        };
+        let big = |ch: &str, seq: u64| {
+            let json = format!(
+                "[{}]",
+                vec![format!(r#"{{"px":101.5,"n":{seq}}}"#); 30].join(",")
+            );
+            Arc::new(Broadcast::new(
+                seq,
+                seq,
+                ch,
+                MessageBody::new(ch, json.as_bytes()),
+                Instant::now(),
+            ))
+        };
+        let (other, b) = (big("c.d", 1), big("a.b", 2));
+        assert_eq!(b.chained(&WindowEnd::of(&other), &d), None);
+        assert!(
+            b.forms.get().is_none(),
+            "a {}-byte Forms box for nothing",
+            std::mem::size_of::<Forms>()
+        );
     }
 
     /// Slow consumers and snapshots of compressing clients get the flagged message

@@ -628,6 +628,11 @@ const FAMILIES: &[Family] = &[
         |m| &m.compression.frames,
     ),
     counter(
+        "compressed_chained_frames_total",
+        "Of the deflated frames, those deflated after the channel's previous message (once per broadcast, shared by every client whose window ends with that message).",
+        |m| &m.compression.chained,
+    ),
+    counter(
         "compression_bytes_in_total",
         "Payload bytes of the deflated frames before compression.",
         |m| &m.compression.bytes_in,

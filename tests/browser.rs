@@ -15,6 +15,8 @@ mod assets;
 mod chromium;
 #[path = "browser/client.rs"]
 mod client;
+#[path = "browser/deflate.rs"]
+mod deflate;
 #[path = "browser/fallback.rs"]
 mod fallback;
 #[path = "browser/js_restart.rs"]

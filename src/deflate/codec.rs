@@ -19,7 +19,7 @@ use super::Window;
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// miniz_oxide's default level: once per broadcast, the ratio is worth more than
 /// the microseconds.
-const LEVEL: u8 = 6;
+pub const LEVEL: u8 = 6;
 
 thread_local! {
     static COMPRESSORS: RefCell<[Option<Box<CompressorOxide>>; 3]> =
@@ -30,12 +30,32 @@ thread_local! {
 /// `payload` as the body of one compressed message for a client that allows
 /// `window`: raw deflate, sync-flushed, the trailing 00 00 ff ff removed.
 pub fn deflate(payload: &[u8], window: Window) -> Vec<u8> {
+    deflate_with(window, None, payload)
+}
+
+/// `payload` as the body of one compressed message for a client that keeps its
+/// window between messages (context takeover) and whose window ends with
+/// `dictionary`: its matches may reach back into `dictionary`, which the client
+/// already has. Full window only (32 KiB; only that much of `dictionary` counts).
+pub fn deflate_after(dictionary: &[u8], payload: &[u8]) -> Vec<u8> {
+    let tail = &dictionary[dictionary.len().saturating_sub(WINDOW_BYTES)..];
+    deflate_with(Window::Full, Some(tail), payload)
+}
+
+/// The largest LZ77 window, 15 bits.
+const WINDOW_BYTES: usize = 1 << 15;
+
+fn deflate_with(window: Window, dictionary: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
     COMPRESSORS.with(|cell| {
         let mut all = cell.borrow_mut();
         let window = window.class();
         let slot = &mut all[window as usize];
         let d = slot.get_or_insert_with(|| Box::new(compressor(window)));
         d.reset();
+        if let Some(dictionary) = dictionary {
+            // Compressed and thrown away: what stays is the compressor's window.
+            compress_to_output(d, dictionary, TDEFLFlush::Sync, |_| true);
+        }
         let mut out = Vec::with_capacity(payload.len() / 2 + 16);
         let (status, _) = compress_to_output(d, payload, TDEFLFlush::Sync, |chunk| {
             out.extend_from_slice(chunk);
@@ -89,6 +109,28 @@ pub fn inflate_message(body: &[u8], limit: usize) -> Result<Vec<u8>, InflateErro
         }
         Ok(out)
     })
+}
+
+/// An inflater that keeps its window between messages, as a client does under
+/// context takeover (what odin-ws's chained copies rely on): for clients and
+/// tests, the server's own inbound messages never need it.
+pub struct KeptInflater(Box<InflateState>);
+
+impl Default for KeptInflater {
+    fn default() -> Self {
+        KeptInflater(InflateState::new_boxed(DataFormat::Raw))
+    }
+}
+
+impl KeptInflater {
+    /// Inflates the body of one compressed message, up to `limit` bytes.
+    pub fn message(&mut self, body: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        if !inflate_into(&mut self.0, body, limit, &mut out)? {
+            inflate_into(&mut self.0, &TAIL, limit, &mut out)?;
+        }
+        Ok(out)
+    }
 }
 
 /// Feeds all of `input`, growing `out` up to one byte past `limit`; whether the
@@ -179,6 +221,28 @@ mod tests {
             assert!(body.len() * 2 > data.len(), "{window:?}: {}", body.len());
             assert_eq!(inflate_message(&body, 1 << 20).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_message_deflated_after_the_last_one_inflates_in_a_kept_window_only() {
+        let prev = br#"{"type":"message","channel":"md.BTC","seq":1,"data":{"bid":"97012.50","ask":"97013.00","bids":[["97012.50","1.2540"]]}}"#;
+        let cur = br#"{"type":"message","channel":"md.BTC","seq":2,"data":{"bid":"97012.75","ask":"97013.00","bids":[["97012.75","0.2540"]]}}"#;
+        let chained = deflate_after(prev, cur);
+        assert!(
+            chained.len() * 2 < deflate(cur, Window::Full).len(),
+            "{}",
+            chained.len()
+        );
+        let mut client = KeptInflater::default();
+        let limit = 1 << 20;
+        assert_eq!(
+            client.message(&deflate(prev, Window::Full), limit).unwrap(),
+            prev
+        );
+        assert_eq!(client.message(&chained, limit).unwrap(), cur);
+        // A fresh window has nothing to reach back into (miniz_oxide reads
+        // zeros there rather than failing).
+        assert_ne!(inflate_message(&chained, 1 << 20).ok(), Some(cur.to_vec()));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! permessage-deflate negotiation (RFC 7692 section 7.1): picks the first offer the
-//! server can honour and writes the answer. The server always answers
-//! `server_no_context_takeover` (one deflated copy of a broadcast serves every
-//! client) and `client_no_context_takeover` (7.1.1.1 lets a server ask for it
-//! unasked), so no connection keeps a compression window between messages.
+//! server can honour and writes the answer. The server answers
+//! `server_no_context_takeover` only when the client asks for it: otherwise the
+//! client keeps its window between messages (the RFC's default), and a broadcast
+//! may go as the shared copy deflated after the channel's previous message
+//! (`Broadcast::chained`); the server itself keeps no compressor per connection.
+//! It always answers `client_no_context_takeover` (7.1.1.1 lets a server ask for
+//! it unasked), so each inbound message is inflated on its own.
 
 use super::Window;
 use crate::http::Request;
@@ -15,6 +18,8 @@ pub const EXTENSION: &str = "permessage-deflate";
 pub struct Agreed {
     /// The `server_max_window_bits` the client asked for (8-15), if any.
     pub server_max_window_bits: Option<u8>,
+    /// The client asked the server not to rely on its window between messages.
+    pub server_no_context_takeover: bool,
 }
 
 impl Agreed {
@@ -23,10 +28,19 @@ impl Agreed {
         Window::for_bits(self.server_max_window_bits.unwrap_or(15))
     }
 
+    /// Whether broadcasts may go deflated after the client's last message: it
+    /// keeps its window, and the window is the full 32 KiB.
+    pub fn chains(&self) -> bool {
+        !self.server_no_context_takeover && self.window() == Window::Full
+    }
+
     /// The `Sec-WebSocket-Extensions` value of the 101 answer.
     pub fn header_value(&self) -> String {
-        let mut value =
-            format!("{EXTENSION}; server_no_context_takeover; client_no_context_takeover");
+        let mut value = EXTENSION.to_string();
+        if self.server_no_context_takeover {
+            value.push_str("; server_no_context_takeover");
+        }
+        value.push_str("; client_no_context_takeover");
         if let Some(bits) = self.server_max_window_bits {
             value.push_str(&format!("; server_max_window_bits={bits}"));
         }
@@ -58,6 +72,7 @@ fn accept_offer(offer: &str) -> Option<Agreed> {
     let mut seen: Vec<String> = Vec::new();
     let mut agreed = Agreed {
         server_max_window_bits: None,
+        server_no_context_takeover: false,
     };
     for param in parts {
         let (name, value) = match param.split_once('=') {
@@ -69,7 +84,8 @@ fn accept_offer(offer: &str) -> Option<Agreed> {
             return None;
         }
         match (name.as_str(), value) {
-            ("server_no_context_takeover" | "client_no_context_takeover", None) => {}
+            ("server_no_context_takeover", None) => agreed.server_no_context_takeover = true,
+            ("client_no_context_takeover", None) => {}
             ("server_max_window_bits", Some(v)) => {
                 agreed.server_max_window_bits = Some(window_bits(v)?);
             }
@@ -123,6 +139,7 @@ mod tests {
 
     const PLAIN: Agreed = Agreed {
         server_max_window_bits: None,
+        server_no_context_takeover: false,
     };
 
     #[test]
@@ -134,25 +151,36 @@ mod tests {
         assert_eq!(negotiate(&offer, true), Some(PLAIN));
     }
 
+    /// The client keeps its window unless it asks not to; ours is never kept.
     #[test]
-    fn the_answer_always_drops_both_contexts() {
-        let answer = agreed(&["permessage-deflate; client_max_window_bits"])
-            .unwrap()
-            .header_value();
+    fn the_answer_drops_the_server_context_only_when_asked() {
+        let chrome = agreed(&["permessage-deflate; client_max_window_bits"]).unwrap();
         assert_eq!(
-            answer,
+            chrome.header_value(),
+            "permessage-deflate; client_no_context_takeover"
+        );
+        assert!(chrome.chains());
+        let asked = agreed(&["permessage-deflate; server_no_context_takeover"]).unwrap();
+        assert_eq!(
+            asked.header_value(),
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
         );
+        assert!(!asked.chains());
+        let small = agreed(&["permessage-deflate; server_max_window_bits=10"]).unwrap();
+        assert!(!small.chains(), "chaining needs the full window");
     }
 
-    /// A browser's offer, and one that asks to keep contexts (we answer no
-    /// context takeover all the same, which RFC 7692 allows).
+    /// A browser's offer, and one that asks to drop both contexts.
     #[test]
     fn usual_offers_are_accepted() {
         let chrome = "permessage-deflate; client_max_window_bits";
         assert_eq!(agreed(&[chrome]), Some(PLAIN));
         let both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-        assert_eq!(agreed(&[both]), Some(PLAIN));
+        let no_takeover = Agreed {
+            server_no_context_takeover: true,
+            ..PLAIN
+        };
+        assert_eq!(agreed(&[both]), Some(no_takeover));
         let quoted = "Permessage-Deflate; client_max_window_bits=\"10\"";
         assert_eq!(agreed(&[quoted]), Some(PLAIN));
     }

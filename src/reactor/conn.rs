@@ -91,6 +91,10 @@ pub struct SseConn {
     pub drain_at: Option<Instant>,
     /// When its token expires and the stream ends (JWT authentication).
     pub expires_at: Option<Instant>,
+    /// As `WsConn::stream_wait`: its resume or snapshot waiting for the stream.
+    pub stream_wait: Option<Box<StreamWait>>,
+    /// As `WsConn::stream_cuts`.
+    pub stream_cuts: StreamCuts,
     /// One of WS_MAX_CONNECTIONS, given back when the stream ends.
     pub _slot: WsSlot,
     /// Counts the stream in `odin_ws_sse_clients`.
@@ -137,15 +141,27 @@ impl Progress {
     }
 }
 
-/// What delivery, the drain and the subscription index need of a subscriber,
-/// WebSocket or SSE stream alike.
+/// What delivery, the drain, the subscription index and stream reads need of a
+/// subscriber, WebSocket or SSE stream alike.
 pub struct Subscriber<'a> {
     pub subscriptions: &'a mut Vec<Pattern>,
     pub last_pos: &'a mut Option<u64>,
     pub drain_at: &'a mut Option<Instant>,
+    pub stream_wait: &'a mut Option<Box<StreamWait>>,
+    pub stream_cuts: &'a mut StreamCuts,
 }
 
 impl State {
+    /// Bytes of live broadcasts held for a stream read (queued, in effect).
+    pub fn stream_held_bytes(&self) -> usize {
+        let wait = match self {
+            State::Ws(ws) => &ws.stream_wait,
+            State::Sse(sse) => &sse.stream_wait,
+            State::Http(_) | State::Closing(_) => return 0,
+        };
+        wait.as_ref().map_or(0, |w| w.held_bytes())
+    }
+
     /// The subscriber behind an open WebSocket or SSE stream.
     pub fn subscriber(&mut self) -> Option<Subscriber<'_>> {
         match self {
@@ -153,11 +169,15 @@ impl State {
                 subscriptions: &mut ws.subscriptions,
                 last_pos: &mut ws.last_pos,
                 drain_at: &mut ws.drain_at,
+                stream_wait: &mut ws.stream_wait,
+                stream_cuts: &mut ws.stream_cuts,
             }),
             State::Sse(sse) => Some(Subscriber {
                 subscriptions: &mut sse.subscriptions,
                 last_pos: &mut sse.last_pos,
                 drain_at: &mut sse.drain_at,
+                stream_wait: &mut sse.stream_wait,
+                stream_cuts: &mut sse.stream_cuts,
             }),
             State::Http(_) | State::Closing(_) => None,
         }

@@ -14,10 +14,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::coalesce::Coalescer;
-use super::conn::{Conn, State, Waiting};
+use super::conn::{Conn, Waiting};
 use super::effect::Context;
-use super::patterns::Subscriptions;
-use super::send_queue::Pushed;
+use super::patterns::{Pattern, Subscriptions};
+use super::send_queue::{Pushed, SendQueue};
 use super::slab::{Key, Slab};
 use crate::broadcast::Broadcast;
 use crate::config::{Config, WriteCoalesce};
@@ -52,7 +52,8 @@ pub struct Delivery {
 
 /// What queueing one broadcast on one connection did.
 enum Queued {
-    /// Not a WebSocket, or already queued through another of its patterns.
+    /// Not a subscriber, already queued through another of its patterns, or
+    /// held for its stream read.
     Skipped,
     Yes,
     /// Over its bound: close it as a slow consumer.
@@ -265,13 +266,24 @@ fn push_gap<S>(conn: &mut Conn<S>, reason: &str, count: Option<u64>, ctx: &Conte
     let Some(sub) = conn.state.subscriber() else {
         return false;
     };
-    if sub.subscriptions.is_empty() {
+    queue_gap(sub.subscriptions, reason, count, &mut conn.send, ctx)
+}
+
+/// Queues a `gap` frame naming a subscriber's `patterns`; false when it has none.
+pub fn queue_gap(
+    patterns: &[Pattern],
+    reason: &str,
+    count: Option<u64>,
+    send: &mut SendQueue,
+    ctx: &Context,
+) -> bool {
+    if patterns.is_empty() {
         return false;
     }
-    let patterns: Vec<&str> = sub.subscriptions.iter().map(|p| &**p).collect();
+    let patterns: Vec<&str> = patterns.iter().map(|p| &**p).collect();
     let frame = protocol::gap(&patterns, reason, count);
-    let frame = conn.send.form().reply("gap", frame);
-    conn.send.push_own(frame);
+    let frame = send.form().reply("gap", frame);
+    send.push_own(frame);
     ctx.shared.metrics.gap_sent(reason);
     true
 }
@@ -292,24 +304,31 @@ fn enqueue<S: Write>(
         return Queued::Skipped;
     }
     *sub.last_pos = Some(b.pos);
-    let limit = cfg.send_queue_bytes;
-    if let State::Ws(ws) = &mut conn.state {
-        if ws.stream_cuts.drops(b) {
-            return Queued::Skipped;
-        }
-        if let Some(wait) = ws.stream_wait.as_mut() {
-            // Sent after the stream's replay or snapshot (catch_up::finish).
-            return match wait.hold(b, limit) {
-                true => Queued::Skipped,
-                false => Queued::Overflow,
-            };
-        }
+    let (limit, policy) = (cfg.send_queue_bytes, cfg.slow_client_policy);
+    if sub.stream_cuts.drops(b) {
+        return Queued::Skipped;
+    }
+    if let Some(wait) = sub.stream_wait.as_mut() {
+        // Sent after the stream's replay or snapshot (catch_up::take_reply),
+        // behind the `gap` for what drop_oldest took meanwhile.
+        return match wait.hold(b, limit, policy) {
+            Pushed::Queued => Queued::Skipped,
+            Pushed::Conflated(n) => {
+                dropped.conflated += n;
+                Queued::Skipped
+            }
+            Pushed::DroppedOldest(n) => {
+                dropped.oldest += n;
+                Queued::Skipped
+            }
+            Pushed::Overflow => Queued::Overflow,
+        };
     }
     if conn.send.len() + conn.send.form().len_of(b) > limit {
         // An error shows again at the connection's next flush, which removes it.
         let _ = conn.send.flush(&mut conn.stream, limit);
     }
-    match conn.send.push_broadcast(b, limit, cfg.slow_client_policy) {
+    match conn.send.push_broadcast(b, limit, policy) {
         Pushed::Queued => {}
         Pushed::Conflated(n) => dropped.conflated += n,
         Pushed::DroppedOldest(n) => dropped.oldest += n,
@@ -322,6 +341,7 @@ fn enqueue<S: Write>(
 mod tests {
     use super::*;
     use crate::broadcast::MessageBody;
+    use crate::reactor::conn::State;
     use crate::reactor::testing::{Wire, open_websocket, test_context};
 
     /// One open WebSocket (whose socket takes nothing) on `patterns`.

@@ -238,6 +238,7 @@ fn upgrade<S>(conn: &mut Conn<S>, ctx: &Context, opening: Opening, out: &mut Eff
         conn.send.set_form(Form::Deflated(Deflate {
             window: d.window(),
             min_bytes: ctx.cfg.compression_min_bytes,
+            chain: d.chains() && !echo,
             counters: Arc::clone(&ctx.shared.metrics.compression),
         }));
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tungstenite::Bytes;
 
-use crate::broadcast::{Broadcast, Form};
+use crate::broadcast::{Broadcast, Flag, Form, WindowEnd};
 use crate::config::SlowClientPolicy;
 
 /// Most slices handed to one `writev`.
@@ -18,16 +18,38 @@ const KEPT_SLOTS: usize = 8;
 
 enum Item {
     /// A reply, handshake or control frame of this connection alone. Never dropped.
-    Own(Bytes),
-    Shared(Bytes),
+    Own(Bytes, Trace),
+    Shared(Bytes, Trace),
 }
 
 impl Item {
     fn bytes(&self) -> &Bytes {
         match self {
-            Item::Own(b) | Item::Shared(b) => b,
+            Item::Own(b, _) | Item::Shared(b, _) => b,
         }
     }
+
+    fn trace(&self) -> &Trace {
+        match self {
+            Item::Own(_, t) | Item::Shared(_, t) => t,
+        }
+    }
+}
+
+/// What a queued broadcast frame leaves in a compressing client's LZ77 window,
+/// which only compressed messages pass through (RFC 7692 section 6).
+enum Trace {
+    /// Sent uncompressed: the window stays as it was.
+    Untouched,
+    /// The plain message compressed: the window ends with it. `chained` is set
+    /// when the frame is the copy chained on the message before it: that
+    /// message, and the copy deflated alone, for when that one is dropped unsent.
+    Ends {
+        end: WindowEnd,
+        chained: Option<(WindowEnd, Bytes)>,
+    },
+    /// A flagged message compressed: nothing chains on it.
+    Breaks,
 }
 
 /// What a push did beyond queueing.
@@ -54,17 +76,20 @@ pub struct SendQueue {
     /// Bytes written so far (wrapping): a stalled reader is one whose count stops.
     written: u64,
     /// conflate policy: the newest message per channel, held while the queue is full.
-    latest: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
-    latest_bytes: usize,
+    latest: Latest,
     /// WebSocket frames (deflated or not), or SSE events, for broadcasts and
     /// replies alike.
     form: Form,
+    /// A chaining connection's window once everything queued is written, and
+    /// once what was taken from the queue is (where a re-chain starts).
+    queued_end: Option<WindowEnd>,
+    written_end: Option<WindowEnd>,
 }
 
 impl SendQueue {
     /// Bytes held, including conflated messages not yet queued.
     pub fn len(&self) -> usize {
-        self.bytes + self.latest_bytes
+        self.bytes + self.latest.bytes()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,9 +111,14 @@ impl SendQueue {
     }
 
     pub fn push_own(&mut self, bytes: Bytes) {
+        self.push_own_traced(bytes, Trace::Untouched);
+    }
+
+    fn push_own_traced(&mut self, bytes: Bytes, trace: Trace) {
+        self.note(&trace);
         self.bytes += bytes.len();
         self.own_bytes += bytes.len();
-        self.items.push_back(Item::Own(bytes));
+        self.items.push_back(Item::Own(bytes, trace));
     }
 
     /// Whether the connection's own replies, not broadcasts, make up most of
@@ -105,18 +135,54 @@ impl SendQueue {
         limit: usize,
         policy: SlowClientPolicy,
     ) -> Pushed {
-        let frame = self.form.message(b);
+        self.push_message(b, false, limit, policy)
+    }
+
+    /// As `push_broadcast`, for a message that already replaced older ones of its
+    /// channel (a stream read's held broadcasts, conflated): flagged `"conflated":true`.
+    pub fn push_conflated(
+        &mut self,
+        b: &Arc<Broadcast>,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        self.push_message(b, true, limit, policy)
+    }
+
+    fn push_message(
+        &mut self,
+        b: &Arc<Broadcast>,
+        conflated: bool,
+        limit: usize,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        // Held back already: no frame yet (a chained copy built now, after this
+        // connection's stale window end, would take the slot from everyone else).
+        if policy == SlowClientPolicy::Conflate && !self.latest.is_empty() {
+            let form = &self.form;
+            return self.latest.keep(b, conflated, |b| form.len_of(b), limit);
+        }
+        let flag = if conflated {
+            Flag::Conflated
+        } else {
+            Flag::Plain
+        };
+        let (frame, trace) = self.frame_of(b, flag);
         let fits = self.latest.is_empty() && self.bytes + frame.len() <= limit;
         if fits {
-            self.push_shared(frame);
+            self.push_shared(frame, trace);
             return Pushed::Queued;
         }
-        let len = self.form.len_of(b);
         match policy {
             SlowClientPolicy::Disconnect => Pushed::Overflow,
             SlowClientPolicy::DropOldest => {
-                self.push_shared(frame);
-                let dropped = self.drop_oldest_until(limit);
+                self.push_shared(frame, trace);
+                // A chained frame swapped for its larger copy can pass the bound again.
+                let (mut dropped, mut upto) = self.drop_oldest_until(limit);
+                while dropped > 0 && self.rechain(upto) && self.bytes > limit {
+                    let (more, to) = self.drop_oldest_until(limit);
+                    (dropped, upto) = (dropped + more, to);
+                }
                 if self.bytes > limit {
                     Pushed::Overflow
                 } else {
@@ -124,42 +190,102 @@ impl SendQueue {
                 }
             }
             SlowClientPolicy::Conflate => {
-                let replaced = self
-                    .latest
-                    .insert(b.channel.clone(), (Arc::clone(b), false));
-                self.latest_bytes += len;
-                let n = match replaced {
-                    Some((old, _)) => {
-                        self.latest_bytes -= self.form.len_of(&old);
-                        self.latest.get_mut(&b.channel).expect("just inserted").1 = true;
-                        1
-                    }
-                    None => 0,
-                };
-                // One pending message per channel may still exceed any bound when a
-                // wildcard matches endless channels: that client is closed.
-                if self.latest_bytes > limit {
-                    Pushed::Overflow
-                } else if n > 0 {
-                    Pushed::Conflated(n)
-                } else {
-                    Pushed::Queued
-                }
+                let form = &self.form;
+                self.latest.keep(b, conflated, |b| form.len_of(b), limit)
             }
         }
     }
 
-    fn push_shared(&mut self, frame: Bytes) {
-        self.bytes += frame.len();
-        self.items.push_back(Item::Shared(frame));
+    /// The snapshot of `b`, as the connection's own (never dropped).
+    pub fn push_snapshot(&mut self, b: &Arc<Broadcast>) {
+        let (frame, trace) = self.frame_of(b, Flag::Snapshot);
+        self.push_own_traced(frame, trace);
     }
 
-    /// Drops whole broadcasts from the front (never a half-written one, never our own replies).
-    fn drop_oldest_until(&mut self, limit: usize) -> u64 {
+    /// `b` flagged `flag` in this connection's form, and what it does to the
+    /// client's window: a chaining connection whose window ends with the
+    /// channel's previous message gets the copy chained on it.
+    fn frame_of(&mut self, b: &Arc<Broadcast>, flag: Flag) -> (Bytes, Trace) {
+        let frame = self.form.variant(b, flag);
+        let Form::Deflated(d) = &self.form else {
+            return (frame, Trace::Untouched);
+        };
+        if !b.is_deflated_for(d) {
+            return (frame, Trace::Untouched);
+        }
+        if flag != Flag::Plain {
+            return (frame, Trace::Breaks);
+        }
+        let end = WindowEnd::of(b);
+        match self.queued_end.as_ref().and_then(|last| b.chained(last, d)) {
+            Some(chained) => {
+                let after = self.queued_end.clone().expect("chained on it");
+                let trace = Trace::Ends {
+                    end,
+                    chained: Some((after, frame)),
+                };
+                (chained, trace)
+            }
+            None => (frame, Trace::Ends { end, chained: None }),
+        }
+    }
+
+    /// Moves the queued window end past a frame with `trace`.
+    fn note(&mut self, trace: &Trace) {
+        if let Form::Deflated(d) = &self.form
+            && d.chain
+        {
+            advance_end(&mut self.queued_end, trace);
+        }
+    }
+
+    fn push_shared(&mut self, frame: Bytes, trace: Trace) {
+        self.note(&trace);
+        self.bytes += frame.len();
+        self.items.push_back(Item::Shared(frame, trace));
+    }
+
+    /// After broadcasts were dropped unsent from the first `upto` items: a
+    /// chained frame whose message before it went is swapped for its copy
+    /// deflated alone (the client's window will not hold what it reaches back
+    /// into). Only the first frame past them that touches the window can have
+    /// lost its predecessor; the queued end changes only when there is none.
+    /// Whether any frame was swapped.
+    fn rechain(&mut self, upto: usize) -> bool {
+        if !matches!(&self.form, Form::Deflated(d) if d.chain) {
+            return false;
+        }
+        let mut swapped = false;
+        let mut end = self.written_end.clone();
+        for (i, item) in self.items.iter_mut().enumerate() {
+            let (Item::Own(frame, trace) | Item::Shared(frame, trace)) = item;
+            let half_written = i == 0 && self.offset > 0;
+            if let Trace::Ends { chained, .. } = trace
+                && let Some((after, _)) = chained
+                && !end.as_ref().is_some_and(|e| e.is(after))
+                && !half_written
+            {
+                let (_, standalone) = chained.take().expect("matched");
+                self.bytes = self.bytes - frame.len() + standalone.len();
+                *frame = standalone;
+                swapped = true;
+            }
+            advance_end(&mut end, trace);
+            if i >= upto && !matches!(trace, Trace::Untouched) {
+                return swapped;
+            }
+        }
+        self.queued_end = end;
+        swapped
+    }
+
+    /// Drops whole broadcasts from the front (never a half-written one, never
+    /// our own replies); how many, and how many items from the front it looked at.
+    fn drop_oldest_until(&mut self, limit: usize) -> (u64, usize) {
         let mut dropped = 0;
         let mut i = usize::from(self.offset > 0);
         while self.bytes > limit && i < self.items.len() {
-            if matches!(self.items[i], Item::Shared(_)) {
+            if matches!(self.items[i], Item::Shared(..)) {
                 let item = self.items.remove(i).expect("index checked");
                 self.bytes -= item.bytes().len();
                 dropped += 1;
@@ -167,7 +293,7 @@ impl SendQueue {
                 i += 1;
             }
         }
-        dropped
+        (dropped, i)
     }
 
     /// A connection closed as a slow consumer: its unsent broadcasts go, so the
@@ -175,7 +301,6 @@ impl SendQueue {
     pub fn discard_broadcasts(&mut self) {
         self.drop_oldest_until(0);
         self.latest.clear();
-        self.latest_bytes = 0;
     }
 
     /// A connection closed for leaving its replies unread: everything unsent
@@ -184,12 +309,11 @@ impl SendQueue {
         let keep = usize::from(self.offset > 0);
         for item in self.items.drain(keep..) {
             self.bytes -= item.bytes().len();
-            if let Item::Own(b) = item {
+            if let Item::Own(b, _) = item {
                 self.own_bytes -= b.len();
             }
         }
         self.latest.clear();
-        self.latest_bytes = 0;
     }
 
     /// Once a conflating connection has drained half its bound, the newest message of
@@ -199,17 +323,14 @@ impl SendQueue {
         if self.latest.is_empty() || self.bytes > limit / 2 {
             return;
         }
-        let mut pending: Vec<(Arc<Broadcast>, bool)> =
-            self.latest.drain().map(|(_, v)| v).collect();
-        pending.sort_by_key(|(b, _)| b.pos);
-        self.latest_bytes = 0;
-        for (b, conflated) in pending {
-            let frame = if conflated {
-                self.form.conflated(&b)
+        for (b, conflated) in self.latest.take() {
+            let flag = if conflated {
+                Flag::Conflated
             } else {
-                self.form.message(&b)
+                Flag::Plain
             };
-            self.push_shared(frame);
+            let (frame, trace) = self.frame_of(&b, flag);
+            self.push_shared(frame, trace);
         }
     }
 
@@ -249,17 +370,92 @@ impl SendQueue {
             let front = &self.items[0];
             let front_left = front.bytes().len() - self.offset;
             let n = written.min(front_left);
-            if matches!(front, Item::Own(_)) {
+            if matches!(front, Item::Own(..)) {
                 self.own_bytes -= n;
             }
             written -= n;
             if n == front_left {
-                self.items.pop_front();
+                if let Some(item) = self.items.pop_front() {
+                    advance_end(&mut self.written_end, item.trace());
+                }
                 self.offset = 0;
             } else {
                 self.offset += n;
             }
         }
+    }
+}
+
+/// What `conflate` keeps past a bound (a send queue's, a stream read's held
+/// broadcasts): the newest message per channel, flagged when it replaced an
+/// older one, and the bytes they hold.
+#[derive(Default)]
+pub struct Latest {
+    by_channel: HashMap<Box<str>, (Arc<Broadcast>, bool)>,
+    bytes: usize,
+}
+
+impl Latest {
+    /// Keeps `b` as its channel's newest (`flagged`: it replaced older ones
+    /// already), `len` bytes each. Past `limit` one message per channel is still
+    /// too much (a wildcard over endless channels): an overflow.
+    pub fn keep(
+        &mut self,
+        b: &Arc<Broadcast>,
+        flagged: bool,
+        len: impl Fn(&Broadcast) -> usize,
+        limit: usize,
+    ) -> Pushed {
+        self.bytes += len(b);
+        let replaced = self
+            .by_channel
+            .insert(b.channel.clone(), (Arc::clone(b), flagged));
+        let n = match replaced {
+            Some((old, _)) => {
+                self.bytes -= len(&old);
+                self.by_channel
+                    .get_mut(&b.channel)
+                    .expect("just inserted")
+                    .1 = true;
+                1
+            }
+            None => 0,
+        };
+        match (self.bytes <= limit, n) {
+            (false, _) => Pushed::Overflow,
+            (true, 0) => Pushed::Queued,
+            (true, n) => Pushed::Conflated(n),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_channel.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Everything kept, in publish order, flagged; leaves it empty.
+    pub fn take(&mut self) -> Vec<(Arc<Broadcast>, bool)> {
+        let mut kept: Vec<_> = self.by_channel.drain().map(|(_, v)| v).collect();
+        kept.sort_by_key(|(b, _)| b.pos);
+        self.bytes = 0;
+        kept
+    }
+
+    pub fn clear(&mut self) {
+        self.by_channel.clear();
+        self.bytes = 0;
+    }
+}
+
+/// The window end after a frame with `trace`.
+fn advance_end(end: &mut Option<WindowEnd>, trace: &Trace) {
+    match trace {
+        Trace::Untouched => {}
+        Trace::Ends { end: e, .. } => *end = Some(e.clone()),
+        Trace::Breaks => *end = None,
     }
 }
 
@@ -328,6 +524,214 @@ mod tests {
             .skip(1)
             .map(|s| s.split([',', '}']).next().unwrap().to_string())
             .collect()
+    }
+
+    /// A market-data message of channel `ch` at `pos` that deflates well, and
+    /// better still after the one before it.
+    fn book(pos: u64, ch: &str) -> Arc<Broadcast> {
+        let levels: Vec<String> = (0..12)
+            .map(|i| {
+                format!(
+                    r#"["97{:03}.50","{}.{:04}"]"#,
+                    pos * 7 + i,
+                    i,
+                    pos * 31 % 9973
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"symbol":"BTC-USD","n":{pos},"bids":[{}]}}"#,
+            levels.join(",")
+        );
+        let body = MessageBody::new(ch, json.as_bytes());
+        Arc::new(Broadcast::new(pos, pos + 1, ch, body, Instant::now()))
+    }
+
+    fn deflating(chain: bool) -> SendQueue {
+        let mut q = SendQueue::default();
+        q.set_form(Form::Deflated(crate::broadcast::Deflate {
+            window: crate::deflate::Window::Full,
+            min_bytes: 256,
+            chain,
+            counters: Default::default(),
+        }));
+        q
+    }
+
+    /// What a client keeping its window reads from `bytes`: each message's text,
+    /// and the frame's length.
+    fn client_reads(bytes: &[u8]) -> Vec<(String, usize)> {
+        let mut inflater = crate::deflate::codec::KeptInflater::default();
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (len, start) = match rest[1] & 0x7f {
+                126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+                127 => panic!("no test frame is that long"),
+                n => (n as usize, 2),
+            };
+            let payload = &rest[start..start + len];
+            let text = if rest[0] & 0x40 != 0 {
+                inflater
+                    .message(payload, 1 << 20)
+                    .expect("inflates in the kept window")
+            } else {
+                payload.to_vec()
+            };
+            out.push((String::from_utf8(text).unwrap(), start + len));
+            rest = &rest[start + len..];
+        }
+        out
+    }
+
+    fn json_of(b: &Broadcast) -> String {
+        String::from_utf8(b.frame[4..].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn consecutive_messages_of_a_channel_go_chained_and_inflate_in_a_kept_window() {
+        let (mut q, limit) = (deflating(true), 1 << 20);
+        let msgs = [
+            book(1, "a"),
+            book(2, "a"),
+            book(3, "b"),
+            book(4, "a"),
+            book(5, "a"),
+        ];
+        for b in &msgs {
+            q.push_broadcast(b, limit, SlowClientPolicy::DropOldest);
+        }
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        assert!(q.flush(&mut sink, limit).unwrap());
+        let read = client_reads(&sink.got);
+        let texts: Vec<&str> = read.iter().map(|(t, _)| t.as_str()).collect();
+        let want: Vec<String> = msgs.iter().map(|b| json_of(b)).collect();
+        assert_eq!(texts, want);
+        let alone = |b: &Arc<Broadcast>| deflating(false).form.message(b).len();
+        // 2 follows 1 on its channel; 3 is another channel's; 4 follows 3 (not
+        // its channel's); 5 follows 4.
+        let chained: Vec<bool> = read
+            .iter()
+            .zip(&msgs)
+            .map(|((_, n), b)| *n < alone(b))
+            .collect();
+        assert_eq!(chained, [false, true, false, false, true]);
+        let (_, n2) = &read[1];
+        assert!(n2 * 3 < alone(&msgs[1]) * 2, "{n2} vs {}", alone(&msgs[1]));
+    }
+
+    #[test]
+    fn a_connection_that_asked_for_no_takeover_gets_only_copies_deflated_alone() {
+        let (mut q, limit) = (deflating(false), 1 << 20);
+        let msgs = [book(1, "a"), book(2, "a")];
+        for b in &msgs {
+            q.push_broadcast(b, limit, SlowClientPolicy::DropOldest);
+        }
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        q.flush(&mut sink, limit).unwrap();
+        let mut rest = &sink.got[..];
+        for b in &msgs {
+            let frame = q.form.message(b);
+            assert_eq!(&rest[..frame.len()], &frame[..]);
+            let body = &frame[4..];
+            assert!(crate::deflate::codec::inflate_message(body, 1 << 20).is_ok());
+            rest = &rest[frame.len()..];
+        }
+    }
+
+    /// drop_oldest takes the message a chained one reaches back into: the
+    /// chained one goes deflated alone instead, and the client still reads it.
+    #[test]
+    fn a_chained_message_whose_predecessor_is_dropped_goes_deflated_alone() {
+        let mut q = deflating(true);
+        let msgs = [book(1, "a"), book(2, "a"), book(3, "a")];
+        q.push_broadcast(&msgs[0], usize::MAX, SlowClientPolicy::DropOldest);
+        q.push_broadcast(&msgs[1], usize::MAX, SlowClientPolicy::DropOldest);
+        // Room for the second deflated alone and the third chained (about as
+        // long as the second chained): the third push drops the first.
+        let chained_len = q.len() - q.form.message(&msgs[0]).len();
+        let limit = q.form.message(&msgs[1]).len() + chained_len + 20;
+        let pushed = q.push_broadcast(&msgs[2], limit, SlowClientPolicy::DropOldest);
+        assert_eq!(pushed, Pushed::DroppedOldest(1));
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        q.flush(&mut sink, limit).unwrap();
+        let read = client_reads(&sink.got);
+        let texts: Vec<&str> = read.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(texts.last().copied(), Some(json_of(&msgs[2]).as_str()));
+        assert!(
+            !texts.contains(&json_of(&msgs[0]).as_str()),
+            "the oldest was dropped"
+        );
+    }
+
+    /// A written message stays the window's end: a later one chains on it even
+    /// after the queue emptied; a compressed snapshot in between breaks it.
+    #[test]
+    fn the_window_end_outlives_the_queue_and_a_snapshot_ends_it() {
+        let (mut q, limit) = (deflating(true), 1 << 20);
+        let mut sink = Sink {
+            got: Vec::new(),
+            room: usize::MAX,
+        };
+        // The ring or history holds a broadcast a while; a client never does.
+        let b1 = book(1, "a");
+        q.push_broadcast(&b1, limit, SlowClientPolicy::DropOldest);
+        q.flush(&mut sink, limit).unwrap();
+        let b2 = book(2, "a");
+        q.push_broadcast(&b2, limit, SlowClientPolicy::DropOldest);
+        q.push_snapshot(&book(7, "c"));
+        let b3 = book(3, "a");
+        q.push_broadcast(&b3, limit, SlowClientPolicy::DropOldest);
+        q.flush(&mut sink, limit).unwrap();
+        let read = client_reads(&sink.got);
+        assert_eq!(read.len(), 4);
+        let alone = |b: &Arc<Broadcast>| deflating(false).form.message(b).len();
+        assert!(read[1].1 < alone(&b2), "chained on the written one");
+        assert_eq!(read[3].1, alone(&b3), "after a snapshot: alone");
+        assert!(read[2].0.contains(r#""snapshot":true"#));
+    }
+
+    /// A conflating connection holding messages back (its `latest` is not
+    /// empty) builds no chained copy after its stale window end: that would
+    /// take the shared slot from every client whose window ends with the
+    /// channel's previous message.
+    #[test]
+    fn a_stalled_conflating_connection_does_not_take_the_chained_copy() {
+        let (b1, b2, b3) = (book(1, "a"), book(2, "a"), book(3, "a"));
+        let big = 1 << 20;
+        let mut healthy = deflating(true);
+        healthy.push_broadcast(&b1, big, SlowClientPolicy::Conflate);
+        healthy.push_broadcast(&b2, big, SlowClientPolicy::Conflate);
+        let mut stalled = deflating(true);
+        let limit = 4096;
+        stalled.push_broadcast(&b1, limit, SlowClientPolicy::Conflate);
+        stalled.push_own(Bytes::from(vec![b'r'; limit - stalled.len()]));
+        assert_eq!(
+            stalled.push_broadcast(&b2, limit, SlowClientPolicy::Conflate),
+            Pushed::Queued
+        );
+        assert!(!stalled.latest.is_empty(), "b2 is held back");
+        // b3 reaches the stalled connection first (slab order, or its worker).
+        assert_eq!(
+            stalled.push_broadcast(&b3, limit, SlowClientPolicy::Conflate),
+            Pushed::Conflated(1)
+        );
+        healthy.push_broadcast(&b3, big, SlowClientPolicy::Conflate);
+        let alone = deflating(false).form.message(&b3).len();
+        let sent = healthy.items.back().unwrap().bytes().len();
+        assert!(
+            sent < alone,
+            "the healthy client got b3 deflated alone ({sent} bytes, chained would be smaller than {alone})"
+        );
     }
 
     #[test]

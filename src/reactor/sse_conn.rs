@@ -45,7 +45,7 @@ pub fn start<S>(
         }
     }
     let accepted: Vec<&str> = req.channels.iter().map(String::as_str).collect();
-    catch_up::acknowledge(&accepted, None, &req.catch_up, &mut conn.send, ctx, out);
+    catch_up::acknowledge_or_read(&accepted, None, &req.catch_up, &mut conn.send, ctx, out);
     let stream = SseConn {
         subscriptions: Vec::new(),
         last_pos: None,
@@ -53,6 +53,8 @@ pub fn start<S>(
         progress: Progress::new(ctx.now),
         drain_at: None,
         expires_at: req.expires_at,
+        stream_wait: None,
+        stream_cuts: Default::default(),
         _slot: slot,
         _client: SseClient::count(&ctx.shared),
     };

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::accounting::SocketCount;
-use super::catch_up::{self, StreamWait};
+use super::catch_up;
 use super::conn::{Conn, State, Waiting};
 use super::delivery::Delivery;
 use super::effect::{Context, Effect, Effects};
@@ -228,18 +228,7 @@ impl Worker {
         let mut effects = std::mem::take(&mut self.effects);
         let mut subscribed = false;
         for effect in effects.drain(..) {
-            match effect {
-                Effect::Flush => self.mark_dirty(key),
-                Effect::WakeAt(at) => self.schedule(key, at),
-                Effect::ReadAgain => self.read_again.push(key),
-                Effect::Subscribe(pattern) => subscribed |= self.subscribe(key, &pattern),
-                Effect::Unsubscribe(pattern) => self.unsubscribe(key, &pattern),
-                Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
-                Effect::CloseAfterWrite => self.begin_close(key, None),
-                Effect::Remove => self.remove(key),
-                Effect::RefusedOrigin(origin) => self.log_refused_origin(key, origin),
-                Effect::ReadStream(ask) => self.read_stream(key, ask),
-            }
+            subscribed |= self.apply(key, effect);
         }
         self.effects = effects;
         if subscribed && let Some(sub) = self.conns.get_mut(key).and_then(|c| c.state.subscriber())
@@ -249,41 +238,36 @@ impl Worker {
         }
     }
 
-    /// Queues a subscribe's stream read and holds the connection's live
-    /// broadcasts until the reply; one read per connection at a time, and a full
-    /// queue, are answered at once without the stream.
+    /// Does one effect for `key`; true when it added a subscription.
+    fn apply(&mut self, key: Key, effect: Effect) -> bool {
+        match effect {
+            Effect::Flush => self.mark_dirty(key),
+            Effect::WakeAt(at) => self.schedule(key, at),
+            Effect::ReadAgain => self.read_again.push(key),
+            Effect::Subscribe(pattern) => return self.subscribe(key, &pattern),
+            Effect::Unsubscribe(pattern) => self.unsubscribe(key, &pattern),
+            Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
+            Effect::CloseAfterWrite => self.begin_close(key, None),
+            Effect::Remove => self.remove(key),
+            Effect::RefusedOrigin(origin) => self.log_refused_origin(key, origin),
+            Effect::ReadStream(ask) => self.read_stream(key, ask),
+        }
+        false
+    }
+
+    /// Queues a subscribe's stream read (WebSocket or SSE); what an answer
+    /// made at once asks (a flush, a slow consumer's close) is done here.
     fn read_stream(&mut self, key: Key, ask: Box<catch_up::StreamAsk>) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let State::Ws(ws) = &mut conn.state else {
+        let Some(sub) = conn.state.subscriber() else {
             return;
         };
-        let reads = &self.ctx.shared.stream_reads;
-        let ask = if ws.stream_wait.is_some() {
-            Err(ask)
-        } else {
-            let ticket = reads.ticket();
-            let request = ask.request(self.id, key as usize, ticket);
-            match reads.submit(request, &self.ctx.shared) {
-                Ok(()) => Ok(StreamWait::new(ticket, ask)),
-                Err(_) => Err(ask),
-            }
-        };
-        match ask {
-            Ok(wait) => ws.stream_wait = Some(Box::new(wait)),
-            Err(ask) => {
-                let mut out = Effects::new();
-                catch_up::finish_without_stream(ask, &mut conn.send, &self.ctx, &mut out);
-                // Called from apply_effects: what finish asks (a flush, or a
-                // slow consumer's close) is done here.
-                for effect in out {
-                    match effect {
-                        Effect::Close(code, reason) => self.begin_close(key, Some((code, reason))),
-                        _ => self.mark_dirty(key),
-                    }
-                }
-            }
+        let mut out = Effects::new();
+        catch_up::start_read(sub, key as usize, ask, &mut conn.send, &self.ctx, &mut out);
+        for effect in out {
+            self.apply(key, effect);
         }
     }
 
@@ -296,17 +280,10 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            let State::Ws(ws) = &mut conn.state else {
+            let Some(sub) = conn.state.subscriber() else {
                 continue;
             };
-            // A connection gone and its key reused has another ticket, or none.
-            let Some(wait) = ws.stream_wait.take_if(|w| w.ticket == reply.ticket) else {
-                continue;
-            };
-            let cut = catch_up::finish(*wait, reply, &mut conn.send, &self.ctx, &mut self.effects);
-            if let Some(cut) = cut {
-                ws.stream_cuts.add(cut);
-            }
+            catch_up::take_reply(sub, reply, &mut conn.send, &self.ctx, &mut self.effects);
             self.apply_effects(key);
         }
     }
@@ -514,7 +491,11 @@ impl Worker {
         let shared = &self.ctx.shared;
         self.delivery.publish_deliveries(shared);
         let handle = &shared.workers[self.id];
-        let queued: usize = self.conns.values().map(|c| c.send.len()).sum();
+        let queued: usize = self
+            .conns
+            .values()
+            .map(|c| c.send.len() + c.state.stream_held_bytes())
+            .sum();
         handle.queued_bytes.store(queued as u64, Relaxed);
         handle
             .ring_lag

@@ -20,7 +20,7 @@ use tungstenite::stream::MaybeTlsStream;
 
 use crate::support::*;
 
-const SECRET: &str = "integration-test-secret-of-32-bytes-or-more";
+pub(crate) const SECRET: &str = "integration-test-secret-of-32-bytes-or-more";
 /// Seconds a short-lived token lives: under the 30 s warning, and long enough to
 /// connect with on a loaded machine.
 const SHORT_LIFETIME: u64 = 4;
@@ -42,7 +42,7 @@ fn hs_with(claims: &Value, secret: &str) -> String {
 }
 
 /// A token for `sub` allowed `channels`, valid for a minute.
-fn token(sub: &str, channels: &[&str]) -> String {
+pub(crate) fn token(sub: &str, channels: &[&str]) -> String {
     hs(&json!({"exp": now() + 60, "sub": sub, "channels": channels}))
 }
 
@@ -83,7 +83,7 @@ fn client_with_header(s: &Server, name: &'static str, value: &str) -> Client {
 }
 
 /// A client whose token is in the upgrade URL's query, welcome read.
-fn client_with_token(s: &Server, token: &str) -> Client {
+pub(crate) fn client_with_token(s: &Server, token: &str) -> Client {
     let mut c = connect(&format!("{}?token={token}", s.url()));
     assert_eq!(read_json(&mut c)["type"], "welcome");
     c

@@ -1,8 +1,12 @@
 //! permessage-deflate against the real binary: a raw client that offers it and
-//! inflates what it gets with miniz_oxide, as a browser would with zlib.
+//! inflates what it gets with miniz_oxide, as a browser would with zlib: keeping
+//! its window from message to message unless it asked the server not to rely on
+//! it (`server_no_context_takeover`).
 
 use std::io::Write;
 use std::net::TcpStream;
+
+use miniz_oxide::inflate::stream::InflateState;
 
 use crate::raw::{KEY, frame_bytes};
 use crate::support::*;
@@ -10,10 +14,12 @@ use crate::support::*;
 const OFFER: &str = "permessage-deflate; client_max_window_bits";
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// One server frame: its first header byte and payload.
+/// One server frame: its first header byte and payload, and for a data frame
+/// its message's text (inflated when RSV1 says it is compressed).
 struct Frame {
     first: u8,
     payload: Vec<u8>,
+    text: String,
 }
 
 impl Frame {
@@ -21,30 +27,23 @@ impl Frame {
         self.first & 0x40 != 0
     }
 
-    /// The message's text, inflated when RSV1 says it is compressed.
-    fn text(&self) -> String {
-        let bytes = if self.compressed() {
-            let mut body = self.payload.clone();
-            body.extend_from_slice(&TAIL);
-            client_inflate(&body)
-        } else {
-            self.payload.clone()
-        };
-        String::from_utf8(bytes).unwrap()
-    }
-
     fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text()).unwrap()
+        serde_json::from_str(&self.text).unwrap()
     }
 }
 
 /// A client's inflate: a sync-flushed message has no final block, so the stream
-/// is read until its input is used up rather than to its end.
-fn client_inflate(body: &[u8]) -> Vec<u8> {
-    use miniz_oxide::inflate::stream::{InflateState, inflate};
-    let mut state = InflateState::new_boxed(miniz_oxide::DataFormat::Raw);
+/// is read until its input is used up rather than to its end. `state` is the
+/// connection's, kept between messages (context takeover), or a fresh one.
+fn client_inflate(
+    state: &mut miniz_oxide::inflate::stream::InflateState,
+    payload: &[u8],
+) -> Vec<u8> {
+    use miniz_oxide::inflate::stream::inflate;
+    let mut body = payload.to_vec();
+    body.extend_from_slice(&TAIL);
     let mut out = vec![0u8; 1 << 20];
-    let r = inflate(&mut state, body, &mut out, miniz_oxide::MZFlush::Sync);
+    let r = inflate(state, &body, &mut out, miniz_oxide::MZFlush::Sync);
     assert!(r.status.is_ok(), "{:?}", r.status);
     assert_eq!(r.bytes_consumed, body.len());
     out.truncate(r.bytes_written);
@@ -56,6 +55,9 @@ struct Deflating {
     buf: Vec<u8>,
     /// The 101's Sec-WebSocket-Extensions value.
     extensions: Option<String>,
+    /// The window kept between messages, unless the answer said the server
+    /// keeps none (then each message is inflated in a fresh one).
+    window: Option<Box<miniz_oxide::inflate::stream::InflateState>>,
 }
 
 impl Deflating {
@@ -73,6 +75,7 @@ impl Deflating {
             stream,
             buf: Vec::new(),
             extensions: None,
+            window: None,
         };
         let end = read_head(&mut c.stream, &mut c.buf);
         let head = String::from_utf8_lossy(&c.buf[..end]).into_owned();
@@ -82,6 +85,13 @@ impl Deflating {
             .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
             .map(str::to_string);
         c.buf.drain(..end);
+        let fresh = c
+            .extensions
+            .as_deref()
+            .is_some_and(|e| e.contains("server_no_context_takeover"));
+        if !fresh {
+            c.window = Some(InflateState::new_boxed(miniz_oxide::DataFormat::Raw));
+        }
         c
     }
 
@@ -107,7 +117,20 @@ impl Deflating {
                     let first = self.buf[0];
                     let payload = self.buf[at..at + len].to_vec();
                     self.buf.drain(..at + len);
-                    return Some(Frame { first, payload });
+                    let text = if first & 0x40 == 0 {
+                        payload.clone()
+                    } else if let Some(window) = &mut self.window {
+                        client_inflate(window, &payload)
+                    } else {
+                        let mut fresh = InflateState::new_boxed(miniz_oxide::DataFormat::Raw);
+                        client_inflate(&mut fresh, &payload)
+                    };
+                    let text = String::from_utf8_lossy(&text).into_owned();
+                    return Some(Frame {
+                        first,
+                        payload,
+                        text,
+                    });
                 }
             }
             if !self.fill() {
@@ -180,7 +203,7 @@ fn compressed_broadcasts_are_decoded_and_built_once_for_every_subscriber() {
     }
     assert_eq!(
         clients[0].extensions.as_deref(),
-        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+        Some("permessage-deflate; client_no_context_takeover")
     );
     wait_for("compressing connections", || {
         server.metric("odin_ws_compressing_connections") == 3.0
@@ -250,4 +273,51 @@ fn compression_off_declines_every_offer() {
     assert!(!c.data().compressed());
     assert_eq!(server.publish("x", &quotes(50)).status, 202);
     assert_eq!(server.metric("odin_ws_compressing_connections"), 0.0);
+}
+
+/// Consecutive messages of a channel: the second goes as the copy deflated after
+/// the first (smaller, built once for every subscriber whose window ends with
+/// the first) to clients that keep their window, and deflated alone to a client
+/// that asked the server not to rely on it; every client reads them all.
+#[test]
+fn a_channel_s_next_message_goes_chained_to_clients_that_keep_their_window() {
+    let server = Server::start(&[]);
+    let no_takeover = "permessage-deflate; server_no_context_takeover";
+    let mut keeping: Vec<Deflating> = (0..3)
+        .map(|_| Deflating::open(server.port, Some(OFFER)))
+        .collect();
+    let mut fresh = Deflating::open(server.port, Some(no_takeover));
+    assert_eq!(
+        fresh.extensions.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    let sub = r#"{"type":"subscribe","channels":["md.eth"]}"#;
+    for c in keeping.iter_mut().chain([&mut fresh]) {
+        c.data();
+        c.stream
+            .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
+            .unwrap();
+        assert_eq!(c.data().json()["type"], "subscribed");
+    }
+    let (first, second) = (quotes(50), quotes(51));
+    assert_eq!(server.publish("md.eth", &first).status, 202);
+    assert_eq!(server.publish("md.eth", &second).status, 202);
+    let want = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    let mut lens = Vec::new();
+    for c in keeping.iter_mut().chain([&mut fresh]) {
+        let (a, b) = (c.data(), c.data());
+        assert!(a.compressed() && b.compressed());
+        assert_eq!(a.json()["data"], want(&first));
+        assert_eq!(b.json()["data"], want(&second));
+        lens.push((a.payload.len(), b.payload.len()));
+    }
+    let (alone, chained) = lens[0];
+    assert!(chained * 4 < alone, "chained {chained} vs alone {alone}");
+    assert!(lens[..3].iter().all(|l| *l == lens[0]), "{lens:?}");
+    assert!(lens[3].1 > chained * 4, "deflated alone: {lens:?}");
+    assert_eq!(
+        server.metric("odin_ws_compressed_chained_frames_total"),
+        1.0
+    );
+    assert_eq!(server.metric("odin_ws_compressed_frames_total"), 3.0);
 }

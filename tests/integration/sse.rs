@@ -11,13 +11,14 @@ use crate::support::*;
 /// One parsed event: (id, event, data).
 type Event = (Option<String>, String, String);
 
-struct Stream {
+/// An SSE client: the request sent, its answer's head read, events parsed.
+pub(crate) struct Stream {
     reader: BufReader<TcpStream>,
     pub head: String,
 }
 
 impl Stream {
-    fn open(s: &Server, query: &str, extra: &str) -> Stream {
+    pub(crate) fn open(s: &Server, query: &str, extra: &str) -> Stream {
         let (_, head, reader) = sse_request(s.port, query, extra);
         Stream { reader, head }
     }
@@ -56,7 +57,7 @@ impl Stream {
         }
     }
 
-    fn expect(&mut self, kind: &str) -> (Option<String>, serde_json::Value) {
+    pub(crate) fn expect(&mut self, kind: &str) -> (Option<String>, serde_json::Value) {
         let (id, k, data) = self.event().expect("an event");
         assert_eq!(k, kind, "{data}");
         (id, serde_json::from_str(&data).expect("JSON data"))

@@ -2,14 +2,17 @@
 //! stream against a real nats-server: a position older than history while
 //! messages keep coming, the per-resume bound, snapshots of channels written
 //! before the instance started (literal and wildcard), a resume on a second
-//! instance whose memory began later.
+//! instance whose memory began later, and the same over Server-Sent Events
+//! (`Last-Event-ID`, `snapshot=1`); a `refresh` while a read is made.
 #![allow(deprecated)] // the sync nats client, as in the server
 
 use nats::jetstream::JetStream;
 
+use crate::auth::{SECRET, client_with_token, token};
 use crate::nats_jetstream::{
     epoch_of, js_env, next, publish, resume, start, stream_made_by_the_test,
 };
+use crate::sse::Stream;
 use crate::support::*;
 
 /// The `n`s and seqs of messages read until `n == last`, gaps and snapshots refused.
@@ -242,4 +245,163 @@ fn jetstream_resumes_after_a_restart_are_served_from_memory_not_the_stream() {
         0.0,
         "memory served every resume: no NATS request for them"
     );
+}
+
+#[test]
+fn jetstream_an_sse_last_event_id_older_than_memory_is_read_from_the_stream() {
+    let nats = NatsServer::start(true);
+    let s = start(&js_env(&nats, &[("WS_HISTORY_SIZE", "2")]));
+    s.wait_nats("connected");
+    let epoch = epoch_of(&s);
+    let js = nats::jetstream::new(nats.client());
+    let channel = |n: u64| {
+        if n.is_multiple_of(2) {
+            "odin.e.b"
+        } else {
+            "odin.e.a"
+        }
+    };
+    let first = publish(&js, channel(0), 0);
+    for n in 1..=20 {
+        publish(&js, channel(n), n);
+        publish(&js, "odin.other", 1000 + n);
+    }
+    wait_for("odin-ws to have them all", || {
+        s.metric("odin_ws_broadcasts_total") >= 41.0
+    });
+    // Memory keeps 2 per channel: the resume needs the stream, while more arrive.
+    let publisher = std::thread::spawn({
+        let js = nats::jetstream::new(nats.client());
+        move || {
+            (21..=60).for_each(|n| {
+                publish(&js, channel(n), n);
+            })
+        }
+    });
+    // A browser's reconnect: its first URL and the last id it saw.
+    let last_id = format!("Last-Event-ID: {epoch}:{first}\r\n");
+    let mut st = Stream::open(&s, "channels=odin.e.*", &last_id);
+    let (_, ack) = st.expect("subscribed");
+    assert_eq!(ack["recovered"], true, "{ack}");
+    let mut ns = Vec::new();
+    let mut seqs: Vec<u64> = Vec::new();
+    while ns.last() != Some(&60) {
+        let (id, m) = st.expect("message");
+        let seq = m["seq"].as_u64().unwrap();
+        assert_eq!(id, Some(format!("{epoch}:{seq}")), "{m}");
+        ns.push(m["data"]["n"].as_u64().unwrap());
+        seqs.push(seq);
+    }
+    publisher.join().unwrap();
+    assert_eq!(
+        ns,
+        (1..=60).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
+    assert!(s.metric("odin_ws_stream_read_messages_total") >= 18.0);
+    // Then live.
+    let live = publish(&js, "odin.e.a", 61);
+    let (_, m) = st.expect("message");
+    assert_eq!(
+        (m["seq"].as_u64(), m["data"]["n"].as_u64()),
+        (Some(live), Some(61))
+    );
+}
+
+#[test]
+fn jetstream_an_sse_snapshot_of_channels_written_before_the_instance_started() {
+    let nats = NatsServer::start(true);
+    let js = stream_made_by_the_test(&nats);
+    let (a, b) = written_before_start(&js);
+    let s = start(&js_env(&nats, &[("WS_HISTORY_SIZE", "0")]));
+    s.wait_nats("connected");
+    let mut st = Stream::open(&s, "channels=odin.q.*&snapshot=1", "");
+    let (_, ack) = st.expect("subscribed");
+    assert!(ack.get("recovered").is_none(), "{ack}");
+    let snapshot: Vec<(String, u64, bool)> = (0..2)
+        .map(|_| {
+            let (_, m) = st.expect("message");
+            let channel = m["channel"].as_str().unwrap().to_string();
+            (channel, m["seq"].as_u64().unwrap(), m["snapshot"] == true)
+        })
+        .collect();
+    assert_eq!(
+        snapshot,
+        [("odin.q.b".into(), b, true), ("odin.q.a".into(), a, true)],
+        "the newest of each subject, from the stream, in stream order"
+    );
+    let live = publish(&js, "odin.q.b", 4);
+    let (_, m) = st.expect("message");
+    assert_eq!(
+        (m["seq"].as_u64(), m["snapshot"].as_bool()),
+        (Some(live), None)
+    );
+    assert!(s.metric("odin_ws_stream_read_messages_total") >= 2.0);
+}
+
+#[test]
+fn jetstream_a_refresh_while_a_resume_is_read_leaves_out_what_it_revoked() {
+    let nats = NatsServer::start(true);
+    let env = [("WS_HISTORY_SIZE", "1"), ("WS_AUTH_JWT_SECRET", SECRET)];
+    let s = start(&js_env(&nats, &env));
+    s.wait_nats("connected");
+    let mut epoch = String::new();
+    wait_for("the stream's epoch in welcome", || {
+        let mut c = connect(&format!("{}?token={}", s.url(), token("u", &["odin.>"])));
+        epoch = read_json(&mut c)["epoch"].as_str().unwrap().to_string();
+        !epoch.is_empty()
+    });
+    let js = nats::jetstream::new(nats.client());
+    let channel = |n: u64| {
+        if n.is_multiple_of(2) {
+            "odin.b.x"
+        } else {
+            "odin.a.x"
+        }
+    };
+    let first = publish(&js, "odin.a.x", 0);
+    let mut b_seqs = Vec::new();
+    for n in 1..=6 {
+        let seq = publish(&js, channel(n), n);
+        if channel(n) == "odin.b.x" {
+            b_seqs.push(seq);
+        }
+    }
+    wait_for("odin-ws to have them", || {
+        s.metric("odin_ws_broadcasts_total") >= 7.0
+    });
+    let mut c = client_with_token(&s, &token("u", &["odin.>"]));
+    // In one write, so the refresh is read before the stream answers.
+    let pos = since(&epoch, first);
+    let subscribe = format!(
+        r#"{{"type":"subscribe","channels":["odin.a.*","odin.b.*"],"since":{pos},"id":1}}"#
+    );
+    let narrow = token("u", &["odin.b.>"]);
+    let refresh = format!(r#"{{"type":"refresh","token":"{narrow}","id":2}}"#);
+    for text in [subscribe, refresh] {
+        c.write(tungstenite::Message::text(text)).unwrap();
+    }
+    c.flush().unwrap();
+    let revoked = read_json(&mut c);
+    assert_eq!(
+        (&revoked["type"], &revoked["channels"], &revoked["reason"]),
+        (
+            &"unsubscribed".into(),
+            &serde_json::json!(["odin.a.*"]),
+            &"forbidden".into()
+        ),
+        "{revoked}"
+    );
+    assert_eq!(read_json(&mut c)["type"], "refreshed");
+    let ack = read_json(&mut c);
+    assert_eq!(ack["channels"], serde_json::json!(["odin.b.*"]), "{ack}");
+    assert_eq!((&ack["recovered"], &ack["id"]), (&true.into(), &1.into()));
+    let replayed: Vec<u64> = b_seqs.iter().map(|_| next(&mut c).1).collect();
+    assert_eq!(replayed, b_seqs, "only the channels still allowed");
+    publish(&js, "odin.a.x", 7);
+    let live = publish(&js, "odin.b.x", 8);
+    assert_eq!(next(&mut c), ("odin.b.x".into(), live, 8), "then live");
+    assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
 }

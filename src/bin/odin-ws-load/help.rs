@@ -180,6 +180,7 @@ usage:
   odin-ws-load publish [--setting value ...]     publish timestamped messages
   odin-ws-load subscribe [--count N] URL CHANNEL...  print each message as a JSON line
   odin-ws-load verdict LOAD.json [PUBLISH.json...]   PASS or FAIL: reasons (exit 0 / 1)
+  odin-ws-load ratio [--sizes 200,1000 ...]      what deflate saves on market JSON (no server)
 
 Settings come from flags (--target_connections 100, --target-connections=100) or
 else from the environment variable of the same name (TARGET_CONNECTIONS=100).

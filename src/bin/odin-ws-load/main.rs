@@ -14,6 +14,7 @@ mod inflate;
 mod market;
 mod net;
 mod publish;
+mod ratio;
 mod report;
 mod resume;
 mod scan;
@@ -66,7 +67,7 @@ fn exit_code(ok: bool) -> ExitCode {
 fn run() -> Result<ExitCode, String> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match args.first().map(String::as_str) {
-        Some(m @ ("publish" | "subscribe" | "verdict")) => m.to_string(),
+        Some(m @ ("publish" | "subscribe" | "verdict" | "ratio")) => m.to_string(),
         _ => String::new(),
     };
     if !mode.is_empty() {
@@ -75,6 +76,7 @@ fn run() -> Result<ExitCode, String> {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         match mode.as_str() {
             "subscribe" => println!("{}", help::SUBSCRIBE_USAGE),
+            "ratio" => println!("{}", ratio::USAGE),
             _ => print!("{}", help::text()),
         }
         return Ok(ExitCode::SUCCESS);
@@ -88,6 +90,11 @@ fn run() -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         "verdict" => verdict(&args),
+        "ratio" => {
+            let parsed = ratio::Args::parse(&args).map_err(|e| format!("{e}\n{}", ratio::USAGE))?;
+            println!("{}", ratio::run(&parsed));
+            Ok(ExitCode::SUCCESS)
+        }
         "publish" => {
             let settings = PublishSettings::read(&Source::from_process(&args)?)?;
             install_signal_handlers();
