@@ -121,15 +121,47 @@ impl Claims {
 /// The keys tokens are checked against. Debug shows no key material.
 #[derive(Clone)]
 pub struct Keys {
-    keys: Vec<(Algorithm, DecodingKey)>,
+    /// One per algorithm, so a token's header picks its keys at once.
+    verifiers: Vec<Verifier>,
     /// What they were made from (the secret, the PEM blocks), only to tell
     /// whether a reload changed them; never shown.
     material: Vec<u8>,
 }
 
+/// The keys of one algorithm and the checks a token of it gets, built when
+/// the keys are loaded (at start and on every reload), not per token.
+#[derive(Clone)]
+struct Verifier {
+    /// No leeway (`exp` and `nbf` are exact), `nbf` checked, `exp` required.
+    validation: Validation,
+    keys: Vec<DecodingKey>,
+}
+
+impl Verifier {
+    fn new(alg: Algorithm) -> Verifier {
+        let mut validation = Validation::new(alg);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        Verifier {
+            validation,
+            keys: Vec::new(),
+        }
+    }
+
+    /// `Validation::new` names exactly one.
+    fn alg(&self) -> Algorithm {
+        self.validation.algorithms[0]
+    }
+}
+
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let algs: Vec<_> = self.keys.iter().map(|(a, _)| a).collect();
+        let algs: Vec<_> = self
+            .verifiers
+            .iter()
+            .flat_map(|v| v.keys.iter().map(|_| v.alg()))
+            .collect();
         write!(f, "Keys({algs:?})")
     }
 }
@@ -153,17 +185,35 @@ impl Keys {
         // The crate refuses only an empty secret, which the length check above
         // already did; its error names no secret either.
         let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(Keys {
-            keys: vec![(Algorithm::HS256, key)],
-            material: secret.as_bytes().to_vec(),
-        })
+        let mut keys = Keys::none();
+        keys.add(Algorithm::HS256, key);
+        keys.material = secret.as_bytes().to_vec();
+        Ok(keys)
+    }
+
+    fn none() -> Keys {
+        Keys {
+            verifiers: Vec::new(),
+            material: Vec::new(),
+        }
+    }
+
+    /// `key` joins the others of its algorithm.
+    fn add(&mut self, alg: Algorithm, key: DecodingKey) {
+        match self.verifiers.iter_mut().find(|v| v.alg() == alg) {
+            Some(v) => v.keys.push(key),
+            None => {
+                let mut v = Verifier::new(alg);
+                v.keys.push(key);
+                self.verifiers.push(v);
+            }
+        }
     }
 
     /// Every public key in a PEM text: RSA (RS256) or EC P-256 (ES256). Two keys in
     /// one file are both accepted (rotation).
     pub fn from_pem(text: &str) -> Result<Keys, String> {
-        let mut keys = Vec::new();
-        let mut material = Vec::new();
+        let mut keys = Keys::none();
         for block in pem_blocks(text)? {
             if block.lines().next().is_some_and(|l| l.contains("PRIVATE")) {
                 // A signing key has no business on the server; its public half
@@ -172,9 +222,9 @@ impl Keys {
                     "holds a private key: give the public key (openssl pkey -pubout)".into(),
                 );
             }
-            material.extend_from_slice(block.as_bytes());
+            keys.material.extend_from_slice(block.as_bytes());
             let rsa = DecodingKey::from_rsa_pem(block.as_bytes());
-            let key = match rsa {
+            let (alg, key) = match rsa {
                 Ok(k) => (Algorithm::RS256, k),
                 Err(_) => match DecodingKey::from_ec_pem(block.as_bytes()) {
                     Ok(k) => (Algorithm::ES256, k),
@@ -185,26 +235,35 @@ impl Keys {
                     }
                 },
             };
-            keys.push(key);
+            keys.add(alg, key);
         }
         if keys.is_empty() {
             return Err("holds no PEM public key".to_string());
         }
-        Ok(Keys { keys, material })
+        Ok(keys)
     }
 
     /// Both sets: a token signed by a key of either is accepted.
     pub fn merge(mut self, other: Keys) -> Keys {
-        self.keys.extend(other.keys);
+        for v in other.verifiers {
+            let alg = v.alg();
+            for key in v.keys {
+                self.add(alg, key);
+            }
+        }
         self.material.extend(other.material);
         self
+    }
+
+    fn verifier(&self, alg: Algorithm) -> Option<&Verifier> {
+        self.verifiers.iter().find(|v| v.alg() == alg)
     }
 
     /// For the start-up log: "HS256, RS256 x2".
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
-            match self.keys.iter().filter(|(a, _)| *a == alg).count() {
+            match self.verifier(alg).map_or(0, |v| v.keys.len()) {
                 0 => {}
                 1 => parts.push(format!("{alg:?}")),
                 n => parts.push(format!("{alg:?} x{n}")),
@@ -214,11 +273,11 @@ impl Keys {
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.verifiers.iter().map(|v| v.keys.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     /// The token's claims when one of the keys signed it and it is valid now
@@ -228,17 +287,19 @@ impl Keys {
             return Err(TokenError::Missing);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let mut worst = TokenError::Malformed;
-        for (alg, key) in self.keys.iter().filter(|(a, _)| *a == header.alg) {
-            let mut validation = Validation::new(*alg);
-            validation.leeway = 0;
-            validation.validate_nbf = true;
-            validation.set_required_spec_claims(&["exp"]);
-            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+        let Some(verifier) = self.verifier(header.alg) else {
+            // No key of the token's algorithm counts as a bad signature too.
+            return Err(match header.alg {
+                Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256 => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            });
+        };
+        for key in &verifier.keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &verifier.validation) {
                 Ok(data) if data.claims.patterns_are_valid() => return Ok(data.claims),
                 Ok(_) => return Err(TokenError::Malformed),
                 Err(e) => match e.kind() {
-                    ErrorKind::InvalidSignature => worst = TokenError::BadSignature,
+                    ErrorKind::InvalidSignature => {}
                     // Past the signature: the same answer from every key.
                     ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
                     ErrorKind::ImmatureSignature => return Err(TokenError::NotYetValid),
@@ -246,14 +307,7 @@ impl Keys {
                 },
             }
         }
-        // No key of the token's algorithm counts as a bad signature too.
-        if worst == TokenError::Malformed && !self.keys.iter().any(|(a, _)| *a == header.alg) {
-            worst = match header.alg {
-                Algorithm::HS256 | Algorithm::RS256 | Algorithm::ES256 => TokenError::BadSignature,
-                _ => TokenError::Malformed,
-            };
-        }
-        Err(worst)
+        Err(TokenError::BadSignature)
     }
 }
 
@@ -261,12 +315,21 @@ impl Keys {
 /// then `?token=` (browsers cannot set headers on a WebSocket), then the
 /// `odin_ws_token` cookie. `None` when none is there.
 pub fn request_token(req: &Request) -> Option<String> {
-    if let Some(token) = req.header("Authorization").and_then(bearer) {
-        return Some(token.to_string());
+    bearer_or_query(req).or_else(|| cookie_token(req))
+}
+
+/// A token given by `Authorization: Bearer`, else by `?token=`; `None` when
+/// neither holds one. Also how the status page's WS_STATUS_TOKEN is given (the
+/// cookie is the JWT's, not for it).
+pub fn bearer_or_query(req: &Request) -> Option<String> {
+    match req.header("Authorization").and_then(bearer) {
+        Some(token) => Some(token.to_string()),
+        None => req.query_param(TOKEN_PARAM).filter(|t| !t.is_empty()),
     }
-    if let Some(token) = req.query_param(TOKEN_PARAM).filter(|t| !t.is_empty()) {
-        return Some(token);
-    }
+}
+
+/// The `odin_ws_token` cookie's value, quotes taken off.
+fn cookie_token(req: &Request) -> Option<String> {
     req.headers
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("Cookie"))
@@ -534,6 +597,29 @@ mod tests {
         assert_eq!(rsa_only.verify(&forged), Err(TokenError::BadSignature));
     }
 
+    #[test]
+    fn keys_of_one_algorithm_are_tried_in_turn() {
+        let second = "another-secret-another-secret-xx";
+        let keys = Keys::from_secret(SECRET)
+            .unwrap()
+            .merge(Keys::from_secret(second).unwrap());
+        assert_eq!(keys.describe(), "HS256 x2");
+        assert_eq!(format!("{keys:?}"), "Keys([HS256, HS256])");
+        assert_eq!(keys.len(), 2);
+        let t = now();
+        for secret in [SECRET, second] {
+            let token = hs(serde_json::json!({"exp": t + 60, "sub": "u"}), secret);
+            assert_eq!(keys.verify(&token).unwrap().sub.as_deref(), Some("u"));
+        }
+        let third = hs(
+            serde_json::json!({"exp": t + 60}),
+            "a-third-secret-a-third-secret-xx",
+        );
+        assert_eq!(keys.verify(&third), Err(TokenError::BadSignature));
+        let expired = hs(serde_json::json!({"exp": t - 1}), second);
+        assert_eq!(keys.verify(&expired), Err(TokenError::Expired));
+    }
+
     fn request(head: &str) -> Request {
         crate::http::parse_head(format!("GET /ws{head}\r\n\r\n").as_bytes())
             .unwrap()
@@ -556,6 +642,12 @@ mod tests {
         for (head, want) in cases {
             assert_eq!(request_token(&request(head)).as_deref(), want, "{head}");
         }
+        let cookie = request(" HTTP/1.1\r\nCookie: odin_ws_token=c");
+        assert_eq!(
+            bearer_or_query(&cookie),
+            None,
+            "the cookie is the JWT's only"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Server-Sent Events (`GET /sse`): the request's channels and catch-up, and the
 //! event text. The stream itself is a worker's connection state (reactor/sse_conn.rs).
 
+use std::time::Instant;
+
 use crate::channel;
 use crate::config::Config;
 use crate::http::{Request, Response};
@@ -13,18 +15,22 @@ pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// The comment a stream ends with when the server drains.
 pub const SHUTTING_DOWN: &[u8] = b": server shutting down\n\n";
 
-/// A valid `/sse` request: what to subscribe to, and what to catch up on.
+/// A valid `/sse` request: what to subscribe to, what to catch up on, and
+/// when its token expires.
 #[derive(Debug)]
 pub struct SseRequest {
     /// As the client listed them (the ack echoes them so).
     pub channels: Vec<String>,
     pub catch_up: CatchUp,
+    /// The token's `exp` (JWT authentication), set once the token is checked.
+    pub expires_at: Option<Instant>,
 }
 
 /// Reads `channels=`, `snapshot=`, and the resume position (`Last-Event-ID`,
 /// which wins over `since=`: a browser reconnecting sends both). A bad request
-/// gets its 400 answer.
-pub fn parse_request(req: &Request, cfg: &Config) -> Result<SseRequest, Response> {
+/// gets its 400 answer. How many channels it may name is `check_count`'s, once
+/// the token (if any) has said its limit.
+pub fn parse_request(req: &Request) -> Result<SseRequest, Response> {
     let list = req.query_param("channels").unwrap_or_default();
     let channels: Vec<String> = list
         .split(',')
@@ -44,17 +50,6 @@ pub fn parse_request(req: &Request, cfg: &Config) -> Result<SseRequest, Response
     if let Some(json) = invalid.error(ErrorCode::InvalidChannel, "invalid channels", None) {
         return Err(Response::json(400, json));
     }
-    let mut distinct: Vec<&str> = channels.iter().map(String::as_str).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() > cfg.max_subscriptions {
-        let why = format!(
-            "{} channels, over the limit of {} subscriptions",
-            distinct.len(),
-            cfg.max_subscriptions
-        );
-        return Err(error(ErrorCode::TooManySubscriptions, &why));
-    }
     let snapshot = match req.query_param("snapshot").as_deref() {
         None | Some("0" | "false") => false,
         Some("1" | "true") => true,
@@ -73,7 +68,24 @@ pub fn parse_request(req: &Request, cfg: &Config) -> Result<SseRequest, Response
     Ok(SseRequest {
         channels,
         catch_up: CatchUp { since, snapshot },
+        expires_at: None,
     })
+}
+
+/// More distinct channels than `max` (WS_MAX_SUBSCRIPTIONS, or a token's smaller
+/// `max_subscriptions`) is 400 `too_many_subscriptions`; a duplicate counts once.
+pub fn check_count(channels: &[String], max: usize) -> Result<(), Response> {
+    let mut distinct: Vec<&str> = channels.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > max {
+        let why = format!(
+            "{} channels, over the limit of {max} subscriptions",
+            distinct.len()
+        );
+        return Err(error(ErrorCode::TooManySubscriptions, &why));
+    }
+    Ok(())
 }
 
 /// `<epoch>:<seq>`, split at the last colon.
@@ -130,25 +142,16 @@ mod tests {
     use super::*;
     use crate::http::test_request as request;
 
-    fn cfg(max: &str) -> Config {
-        let env = [("WS_MAX_SUBSCRIPTIONS".to_string(), max.to_string())].into();
-        Config::from_sources(&[], &env).expect("a valid test configuration")
-    }
-
     #[test]
     fn channels_snapshot_and_positions_are_read_from_the_request() {
         let r = request("GET /sse?channels=a.b,token.*.price&snapshot=1&since=E:5 HTTP/1.1");
-        let r = parse_request(&r, &cfg("10")).unwrap();
+        let r = parse_request(&r).unwrap();
         assert_eq!(r.channels, ["a.b", "token.*.price"]);
         assert!(r.catch_up.snapshot);
         let since = r.catch_up.since.unwrap();
         assert_eq!((since.epoch.as_str(), since.seq), ("E", 5));
         let r = request("GET /sse?channels=a&since=E:5 HTTP/1.1\r\nLast-Event-ID: x:y:9");
-        let since = parse_request(&r, &cfg("10"))
-            .unwrap()
-            .catch_up
-            .since
-            .unwrap();
+        let since = parse_request(&r).unwrap().catch_up.since.unwrap();
         assert_eq!(
             (since.epoch.as_str(), since.seq),
             ("x:y", 9),
@@ -161,16 +164,27 @@ mod tests {
         for head in [
             "GET /sse HTTP/1.1",
             "GET /sse?channels=a..b HTTP/1.1",
-            "GET /sse?channels=a,b,c HTTP/1.1",
             "GET /sse?channels=a&snapshot=yes HTTP/1.1",
             "GET /sse?channels=a HTTP/1.1\r\nLast-Event-ID: 12",
         ] {
-            let err = parse_request(&request(head), &cfg("2")).unwrap_err();
+            let err = parse_request(&request(head)).unwrap_err();
             assert_eq!(err.status, 400, "{head}");
         }
-        let dup = request("GET /sse?channels=a,a,b HTTP/1.1");
+    }
+
+    #[test]
+    fn more_distinct_channels_than_the_limit_are_400() {
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let err = check_count(&list(&["a", "b", "c"]), 2).unwrap_err();
+        assert_eq!(err.status, 400);
+        let text = String::from_utf8(err.to_bytes()).unwrap();
         assert!(
-            parse_request(&dup, &cfg("2")).is_ok(),
+            text.contains("\"code\":\"too_many_subscriptions\""),
+            "{text}"
+        );
+        assert!(check_count(&list(&["a", "b"]), 2).is_ok());
+        assert!(
+            check_count(&list(&["a", "a", "b"]), 2).is_ok(),
             "duplicates count once"
         );
     }

@@ -4,6 +4,7 @@
 
 mod status;
 
+use crate::auth;
 use crate::config::Config;
 use crate::endpoints::same_secret;
 use crate::http::{Request, Response};
@@ -111,7 +112,7 @@ fn status_request(shared: &Shared, cfg: &Config, req: &Request, json: bool) -> R
     let Some(token) = cfg.status_token.as_deref() else {
         return Response::text(404, "not found\n");
     };
-    let given = given_token(req);
+    let given = auth::bearer_or_query(req);
     let authorized = given.as_deref().is_some_and(|g| same_secret(g, token));
     let resp = if json && !authorized {
         Response::json(401, "{\"error\":\"missing or wrong status token\"}".into())
@@ -133,17 +134,6 @@ fn status_request(shared: &Shared, cfg: &Config, req: &Request, json: bool) -> R
     resp.header("Cache-Control", "no-store")
 }
 
-/// The bearer token, else `?token=`.
-fn given_token(req: &Request) -> Option<String> {
-    let bearer = req.header("Authorization").and_then(|h| {
-        let (scheme, value) = h.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("Bearer")
-            .then(|| value.trim().to_string())
-    });
-    bearer.or_else(|| req.query_param("token"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,10 +150,19 @@ mod tests {
     #[test]
     fn tokens_from_header_or_query() {
         let bearer = request("GET /status.json HTTP/1.1\r\nAuthorization: bearer  abc ");
-        assert_eq!(given_token(&bearer).as_deref(), Some("abc"));
+        assert_eq!(auth::bearer_or_query(&bearer).as_deref(), Some("abc"));
         let query = request("GET /status?token=a%20b HTTP/1.1");
-        assert_eq!(given_token(&query).as_deref(), Some("a b"));
-        assert_eq!(given_token(&request("GET /status HTTP/1.1")), None);
+        assert_eq!(auth::bearer_or_query(&query).as_deref(), Some("a b"));
+        let empty = request("GET /status?token= HTTP/1.1");
+        assert_eq!(
+            auth::bearer_or_query(&empty),
+            None,
+            "no token: the page asks"
+        );
+        assert_eq!(
+            auth::bearer_or_query(&request("GET /status HTTP/1.1")),
+            None
+        );
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abd", "abc"));
         assert!(!same_secret("ab", "abc"));

@@ -24,13 +24,10 @@ pub(super) const RING_BROADCASTS: usize = 4;
 /// More reactor threads than this many per core only add context switches.
 const POOL_PER_CPU_WARNING: f64 = 4.0;
 
-/// The keys of WS_AUTH_JWT_SECRET and WS_AUTH_JWT_KEY_FILE together (both checked
+/// The keys of WS_AUTH_JWT_SECRET and WS_AUTH_JWT_KEY_FILE together (both read
 /// already); None when neither is set.
 fn auth_keys(c: &Config) -> Option<Arc<Keys>> {
-    let secret = c
-        .auth_secret
-        .as_deref()
-        .and_then(|s| Keys::from_secret(s).ok());
+    let secret = c.auth_secret.as_ref().map(|s| s.keys.clone());
     let file = c.auth_key_file.as_ref().map(|f| f.keys.clone());
     let keys = match (secret, file) {
         (Some(a), Some(b)) => a.merge(b),

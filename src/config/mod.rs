@@ -215,7 +215,7 @@ pub struct Config {
     /// and WS_AUTH_JWT_KEY_FILE together); None = off.
     pub auth: Option<Arc<crate::auth::Keys>>,
     /// The two as given, for the table and the reload diff.
-    auth_secret: Option<String>,
+    auth_secret: Option<values::JwtSecret>,
     auth_key_file: Option<values::KeyFile>,
     /// permessage-deflate offered by clients is accepted (WS_COMPRESSION=on).
     pub compression: bool,

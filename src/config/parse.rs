@@ -197,19 +197,19 @@ impl<'a> Reader<'a> {
             .map(str::to_string)
     }
 
-    /// A secret where empty means "not set". `check`'s error must not quote it, and
+    /// A secret where empty means "not set". `parse`'s error must not quote it, and
     /// the error's value is the mask, so the secret reaches no log.
-    pub(super) fn secret(
+    pub(super) fn secret<T>(
         &mut self,
         name: &'static str,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let raw = self.raw(name);
         if raw.is_empty() {
             return None;
         }
-        match check(raw) {
-            Ok(()) => Some(raw.to_string()),
+        match parse(raw) {
+            Ok(value) => Some(value),
             Err(message) => {
                 self.error(name, spec::MASK, format!("{name} {message}"));
                 None

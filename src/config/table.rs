@@ -156,7 +156,13 @@ impl Config {
             (WS_ALLOWED_ORIGINS, self.allowed_origins.join(",")),
             (WS_PUBLISH_TOKEN, opt(&self.publish_token)),
             (WS_STATUS_TOKEN, opt(&self.status_token)),
-            (WS_AUTH_JWT_SECRET, opt(&self.auth_secret)),
+            (
+                WS_AUTH_JWT_SECRET,
+                self.auth_secret
+                    .as_ref()
+                    .map(|s| s.text.clone())
+                    .unwrap_or_default(),
+            ),
             (
                 WS_AUTH_JWT_KEY_FILE,
                 self.auth_key_file

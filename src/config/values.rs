@@ -190,9 +190,21 @@ pub(super) fn creds_file(s: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(PathBuf::from(s)))
 }
 
-/// WS_AUTH_JWT_SECRET: long enough for HS256 (the error never quotes it).
-pub(super) fn jwt_secret(s: &str) -> Result<(), String> {
-    Keys::from_secret(s).map(drop)
+/// WS_AUTH_JWT_SECRET: long enough for HS256 (the error never quotes it), made
+/// into its key once, here.
+pub(super) fn jwt_secret(s: &str) -> Result<JwtSecret, String> {
+    Ok(JwtSecret {
+        text: s.to_string(),
+        keys: Keys::from_secret(s)?,
+    })
+}
+
+/// WS_AUTH_JWT_SECRET as given (for the table, masked, and the reload diff) and
+/// its key. No Debug: it would show the secret.
+#[derive(Clone)]
+pub struct JwtSecret {
+    pub text: String,
+    pub keys: Keys,
 }
 
 /// WS_AUTH_JWT_KEY_FILE: a readable file of PEM public keys (RS256 or ES256),

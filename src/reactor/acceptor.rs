@@ -111,22 +111,39 @@ fn set_nodelay(stream: &mio::net::TcpStream) {
 /// autotuning), so the socket is served anyway; the reason is logged once, as every
 /// socket after it would fail the same way.
 fn set_send_buffer(stream: &mio::net::TcpStream) {
-    let size = SOCKET_SEND_BUFFER;
+    let set = set_int_option(
+        stream,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        SOCKET_SEND_BUFFER,
+    );
+    if let Err(e) = set {
+        static LOGGED: std::sync::Once = std::sync::Once::new();
+        LOGGED.call_once(|| log::warn!("acceptor: cannot set SO_SNDBUF on client sockets: {e}"));
+    }
+}
+
+/// setsockopt of an `int` option on a client socket.
+pub(super) fn set_int_option(
+    stream: &mio::net::TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: setsockopt on a socket we own, with a correctly sized value.
     let rc = unsafe {
         libc::setsockopt(
             std::os::fd::AsRawFd::as_raw_fd(stream),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            &size as *const libc::c_int as *const libc::c_void,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc < 0 {
-        static LOGGED: std::sync::Once = std::sync::Once::new();
-        let e = io::Error::last_os_error();
-        LOGGED.call_once(|| log::warn!("acceptor: cannot set SO_SNDBUF on client sockets: {e}"));
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
 }
 
 pub struct Acceptor {

@@ -3,13 +3,13 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tungstenite::Bytes;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use super::accounting::{CompressingCount, WsSlot};
 use super::conn::{Compressing, Conn, RateLimit, State, WsConn};
+use super::dead_reader::{self, StreamSocket};
 use super::effect::{Context, Effect, Effects};
 use super::token;
 use crate::auth::Session;
@@ -39,16 +39,15 @@ enum Route {
     /// A valid upgrade: the 101 answer is ready, the head is `head_len` bytes.
     Upgrade(Opening),
     Respond(Response),
-    /// A valid `GET /sse`: the 200 head, what to subscribe to, and when its
-    /// token expires.
-    Stream(Vec<u8>, SseRequest, Option<Instant>),
+    /// A valid `GET /sse`: the 200 head, and what to subscribe to.
+    Stream(Vec<u8>, SseRequest),
     /// A publish whose body has not fully arrived.
     NeedBody,
 }
 
 /// Reads what the socket has; once the head (and a publish body) is complete,
 /// answers it.
-pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
+pub fn on_readable<S: Read + StreamSocket>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects) {
     let State::Http(h) = &mut conn.state else {
         return;
     };
@@ -67,16 +66,11 @@ pub fn on_readable<S: Read>(conn: &mut Conn<S>, ctx: &Context, out: &mut Effects
         Route::NeedBody => {}
         Route::Respond(resp) => respond(conn, resp, out),
         Route::Upgrade(opening) => upgrade(conn, ctx, opening, out),
-        Route::Stream(head, req, expires_at) => {
+        Route::Stream(head, req) => {
             if let Err(resp) = super::sse_conn::start(conn, ctx, head, req, out) {
                 return respond(conn, resp, out);
             }
-            if let State::Sse(stream) = &mut conn.state
-                && expires_at.is_some()
-            {
-                stream.expires_at = expires_at;
-                out.push(Effect::WakeAt(stream.next_deadline(ctx.cfg.idle_timeout)));
-            }
+            dead_reader::watch(&conn.stream, ctx);
         }
     }
 }
@@ -165,19 +159,18 @@ fn sse_route(ctx: &Context, req: &Request, out: &mut Effects) -> Result<Route, R
     }
     // The token (`?token=`, the cookie or Bearer): 401, then its grant: 403.
     let session = token::admit(ctx, req)?;
-    let sse_req = sse::parse_request(req, &ctx.cfg)?;
+    let mut sse_req = sse::parse_request(req)?;
+    let mut max_subscriptions = ctx.cfg.max_subscriptions;
     if let Some(session) = &session {
-        token::check_stream(session, &sse_req.channels, ctx)?;
+        token::check_grant(session, &sse_req.channels, ctx)?;
+        sse_req.expires_at = Some(session.expires_at);
+        max_subscriptions = session.max_subscriptions;
     }
+    sse::check_count(&sse_req.channels, max_subscriptions)?;
     if let Some(why) = ctx.shared.admission_closed() {
         return Err(refused(ctx, req, Refusal::Closed(why), out));
     }
-    let expires_at = session.map(|s| s.expires_at);
-    Ok(Route::Stream(
-        sse::stream_head(&ctx.cfg, req),
-        sse_req,
-        expires_at,
-    ))
+    Ok(Route::Stream(sse::stream_head(&ctx.cfg, req), sse_req))
 }
 
 /// Counts the refusal; a refused Origin is also logged, since the browser

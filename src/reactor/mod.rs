@@ -9,6 +9,7 @@ mod catch_up;
 mod closing;
 mod coalesce;
 mod conn;
+mod dead_reader;
 mod delivery;
 mod effect;
 mod http_conn;

@@ -52,7 +52,7 @@ pub fn start<S>(
         next_keep_alive: ctx.now + ctx.cfg.ping_interval,
         progress: Progress::new(ctx.now),
         drain_at: None,
-        expires_at: None,
+        expires_at: req.expires_at,
         stream_wait: None,
         stream_cuts: Default::default(),
         _slot: slot,

@@ -199,7 +199,7 @@ impl Worker {
         match conn.state {
             State::Http(_) => http_conn::on_readable(conn, ctx, out),
             State::Ws(_) => ws_conn::on_readable(conn, ctx, out),
-            State::Sse(_) => sse_conn::on_readable(conn, out),
+            State::Sse(_) => super::dead_reader::on_readable(conn, ctx, out),
             State::Closing(_) => closing::on_readable(conn, out),
         }
         self.apply_effects(key);

@@ -631,6 +631,22 @@ fn sse_needs_a_token_within_its_grant_and_ends_at_exp() {
         (&json!("forbidden"), &json!(["b.c"]))
     );
     assert_eq!(s.metric("odin_ws_auth_forbidden_total"), 1.0);
+    // The token's max_subscriptions, after its grant (as for a subscribe).
+    let one = hs(&json!({"exp": now() + 600, "channels": ["a.*"], "max_subscriptions": 1}));
+    for (channels, status, code) in [
+        ("a.b,a.c", 400, "too_many_subscriptions"),
+        ("a.b,a.b", 200, ""),
+        ("a.b,b.c", 403, "forbidden"),
+    ] {
+        let query = format!("channels={channels}&token={one}");
+        let (got, head, mut reader) = sse(&s, &query, "");
+        assert_eq!(got, status, "{channels}: {head}");
+        if status != 200 {
+            let body = rest_of(&mut reader).join("\n");
+            let error: Value = serde_json::from_str(body.trim()).unwrap();
+            assert_eq!(error["code"], code, "{channels}");
+        }
+    }
     // The cookie, and a short token: the stream ends at its exp.
     let exp = now() + SHORT_LIFETIME;
     let short = hs(&json!({"exp": exp, "sub": "u1", "channels": ["a.*"]}));

@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod compression;
 mod config_cli;
+mod dead_reader;
 mod fanout;
 mod hardening;
 mod http_endpoints;
