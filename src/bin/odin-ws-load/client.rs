@@ -356,19 +356,19 @@ impl Client {
                 }
             }
         }
-        let mut data = std::mem::take(&mut self.message);
+        let mut joined = std::mem::take(&mut self.message);
         let mut result = Ok(());
-        while let Some(used) = sse::next_event(&buf[at..], &mut data) {
+        while let Some((data, used)) = sse::next_event(&buf[at..], &mut joined) {
             at += used;
             if !data.is_empty() {
-                result = self.on_odin_text(&data, ctx);
+                result = self.on_odin_text(data, ctx);
                 if result.is_err() {
                     break;
                 }
             }
         }
-        data.clear();
-        self.message = data;
+        joined.clear();
+        self.message = joined;
         result?;
         if buf.len() - at > MAX_FRAME {
             return Err("event too large".into());
