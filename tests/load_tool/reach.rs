@@ -51,6 +51,9 @@ fn compressing_clients_inflate_every_message_and_read_fewer_bytes() {
     assert_eq!(report["compression"], true, "{report}");
     assert_eq!(report["compressing_clients"], 100, "{report}");
     assert_eq!(report["compressed_messages"], 2000, "{report}");
+    // One deflated copy per broadcast serves every client (DESIGN "Compression"):
+    // the tool inflates each of the 40 once and matches the other 99 copies to it.
+    assert_eq!(report["inflated_messages"], 40, "{report}");
     // A ~1000-byte payload in its ~1060-byte frame; deflated, well under that.
     let per_message = report["bytes_per_message"].as_f64().unwrap();
     assert!(per_message < 700.0, "{per_message} bytes per message");

@@ -50,6 +50,8 @@ impl Interner {
 pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
     pub interner: &'a mut Interner,
+    /// COMPRESSION=on: the messages inflated so far, shared by every client.
+    pub inflated: &'a mut inflate::Inflated,
     pub protocol: Protocol,
     pub start: Instant,
     pub now: Instant,
@@ -63,6 +65,7 @@ impl<'a> Ctx<'a> {
     pub fn new(
         stats: &'a mut Stats,
         interner: &'a mut Interner,
+        inflated: &'a mut inflate::Inflated,
         protocol: Protocol,
         start: Instant,
         now: Instant,
@@ -70,6 +73,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             stats,
             interner,
+            inflated,
             protocol,
             start,
             now,
@@ -450,13 +454,15 @@ impl Client {
         Ok(())
     }
 
-    /// A whole message's payload: inflated first when it came compressed.
+    /// A whole message's payload: inflated first when it came compressed (or given
+    /// the text of the same bytes inflated before).
     fn on_odin_payload(&mut self, payload: &[u8], ctx: &mut Ctx) -> Result<(), String> {
         if !self.compressed {
             return self.on_odin_text(payload, ctx);
         }
         ctx.stats.compressed_messages += 1;
-        let text = inflate::message(payload, MAX_FRAME)?;
+        let (text, inflated) = ctx.inflated.text(payload, MAX_FRAME)?;
+        ctx.stats.inflated_messages += u64::from(inflated);
         self.on_odin_text(&text, ctx)
     }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::client::{Client, Ctx, Interner, Phase, io_reason};
+use crate::inflate::Inflated;
 use crate::net;
 use crate::resume;
 use crate::settings::LoadSettings;
@@ -56,6 +57,7 @@ struct Run<'s> {
     clients: Vec<Option<Client>>,
     stats: Stats,
     interner: Interner,
+    inflated: Inflated,
     start: Instant,
     /// Attempts started so far.
     started: u32,
@@ -84,6 +86,7 @@ pub fn run(
         clients: (0..s.target).map(|_| None).collect(),
         stats: Stats::default(),
         interner: Interner::default(),
+        inflated: Inflated::default(),
         start: Instant::now(),
         started: 0,
         awaiting: 0,
@@ -297,6 +300,7 @@ impl Run<'_> {
         let mut ctx = Ctx::new(
             &mut self.stats,
             &mut self.interner,
+            &mut self.inflated,
             self.s.protocol,
             self.start,
             now,
@@ -341,6 +345,7 @@ impl Run<'_> {
             let mut ctx = Ctx::new(
                 &mut self.stats,
                 &mut self.interner,
+                &mut self.inflated,
                 self.s.protocol,
                 self.start,
                 now,

@@ -100,6 +100,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         },
         "compressing_clients": st.compressing_clients,
         "compressed_messages": st.compressed_messages,
+        "inflated_messages": st.inflated_messages,
         "slow_readers": {
             "clients": st.slow.clients,
             "messages": st.slow.messages,
@@ -253,7 +254,7 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
     );
     let _ = writeln!(
         out,
-        "wire ({}{}): {} bytes read, {} per message; {} clients compressing, {} messages inflated",
+        "wire ({}{}): {} bytes read, {} per message; {} clients compressing, {} messages decompressed ({} inflated, the rest equal to one of those)",
         s.wire.transport.as_str(),
         if s.wire.compression {
             ", deflate offered"
@@ -263,7 +264,8 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         st.bytes_read,
         v["bytes_per_message"],
         st.compressing_clients,
-        st.compressed_messages
+        st.compressed_messages,
+        st.inflated_messages
     );
     if s.reconnect {
         let r = &st.resume;

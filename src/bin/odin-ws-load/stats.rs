@@ -140,8 +140,11 @@ pub struct Stats {
     pub bytes_read: u64,
     /// Clients whose upgrade agreed to permessage-deflate.
     pub compressing_clients: u64,
-    /// Messages that came compressed (RSV1) and were inflated.
+    /// Messages that came compressed (RSV1) and were inflated, or were equal byte
+    /// for byte to one inflated before (inflate.rs).
     pub compressed_messages: u64,
+    /// Of those, the ones run through the inflater.
+    pub inflated_messages: u64,
     pub timeline: Vec<Window>,
     pub slow: SlowStats,
     /// RECONNECT=resume: the reconnects and how their resumes were answered.
