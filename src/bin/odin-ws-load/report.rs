@@ -27,6 +27,11 @@ fn latency(h: &Histogram) -> Value {
     })
 }
 
+/// A histogram of µs whole, for merging reports: `max` and `[value, count]` buckets.
+fn buckets(h: &Histogram) -> Value {
+    json!({"max": h.max(), "buckets": h.buckets()})
+}
+
 /// Two decimals, for the JSON reports of both modes.
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
@@ -64,7 +69,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         .iter()
         .map(|h| json!({"t_s": round2(h.t_s), "health": h.body}))
         .collect();
-    json!({
+    let mut line = json!({
         "label": s.label,
         "url": s.url.text,
         "protocol": s.protocol.as_str(),
@@ -117,7 +122,13 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "timeline": timeline,
         "health": health,
         "resume": s.reconnect.then(|| resume_json(&st.resume)),
-    })
+    });
+    // Apart: json! recurses once per key and the object above is at its limit.
+    line["histograms_us"] = json!({
+        "latency": buckets(&st.latency_us),
+        "connect": buckets(&st.connect_us),
+    });
+    line
 }
 
 /// p50, p99 and max of a histogram of µs, in ms.
