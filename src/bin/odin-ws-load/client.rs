@@ -300,9 +300,9 @@ impl Client {
                 None => return Ok(0),
                 Some(Upgrade::Refused(code)) => return Err(format!("http {code}")),
                 Some(Upgrade::Invalid) => return Err("bad upgrade answer".into()),
-                Some(Upgrade::Switched(end)) => {
-                    at = end;
-                    self.deflate = self.wire.compression && inflate::negotiated(&buf[..end]);
+                Some(Upgrade::Switched { len, deflate }) => {
+                    at = len;
+                    self.deflate = self.wire.compression && deflate;
                     ctx.stats.compressing_clients += u64::from(self.deflate);
                     self.on_open(ctx);
                 }

@@ -1,5 +1,6 @@
-//! permessage-deflate on the client side (COMPRESSION=on): the offer, whether the
-//! server took it, and inflating its compressed messages. odin-ws compresses with
+//! permessage-deflate on the client side (COMPRESSION=on): the offer and
+//! inflating the server's compressed messages (whether it took the offer is read
+//! with the upgrade's answer, wsframe.rs). odin-ws compresses with
 //! no context takeover, so every message inflates on its own, with the server's
 //! own bounded inflate (`deflate::codec::inflate_message`).
 //!
@@ -18,8 +19,6 @@ use std::rc::Rc;
 
 use odin_ws::deflate::codec::inflate_message;
 
-use crate::scan;
-
 /// What a browser offers (Chrome's header), so the server's answer is the usual one.
 pub const OFFER: &str = "permessage-deflate; client_max_window_bits";
 
@@ -28,13 +27,6 @@ pub const OFFER: &str = "permessage-deflate; client_max_window_bits";
 const CACHE_BYTES: usize = 8 << 20;
 /// Larger messages are inflated every time rather than crowd the cache out.
 const CACHE_LARGEST: usize = 64 << 10;
-
-/// Whether a 101 head agreed to permessage-deflate.
-pub fn negotiated(head: &[u8]) -> bool {
-    let lower = head.to_ascii_lowercase();
-    scan::find(&lower, b"\r\nsec-websocket-extensions:")
-        .is_some_and(|at| scan::find(&lower[at..], b"permessage-deflate").is_some())
-}
 
 /// One compressed message's payload (all its frames, joined) inflated, at most
 /// `max` bytes: odin-ws's own bounded inflate, as its server side uses it.
@@ -174,14 +166,5 @@ mod tests {
         let big = server_deflate(&vec![b'y'; CACHE_LARGEST + 1]);
         assert!(cache.text(&big, 1 << 20).unwrap().1);
         assert!(cache.text(&big, 1 << 20).unwrap().1);
-    }
-
-    #[test]
-    fn the_answer_says_whether_the_server_agreed() {
-        let yes = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
-        assert!(negotiated(yes));
-        assert!(!negotiated(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
-        ));
     }
 }

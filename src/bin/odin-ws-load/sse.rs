@@ -2,7 +2,7 @@
 //! browser's EventSource would, and hands each event's data (the same JSON as a
 //! WebSocket message) to the same counting as WebSocket clients.
 
-use crate::scan;
+use crate::{head, scan};
 
 /// The request for `channels` on the server at `host` (commas split the list, so
 /// they and anything outside a URL's plain characters are percent-encoded).
@@ -38,19 +38,12 @@ pub enum Head {
 }
 
 pub fn parse_head(buf: &[u8]) -> Option<Head> {
-    let end = scan::find(buf, b"\r\n\r\n")? + 4;
-    let head = &buf[..end];
-    let status = std::str::from_utf8(head)
-        .ok()
-        .and_then(|h| h.strip_prefix("HTTP/1.1 "))
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse::<u16>().ok());
-    Some(match status {
-        Some(200) if scan::find(&head.to_ascii_lowercase(), b"text/event-stream").is_some() => {
-            Head::Stream(end)
+    Some(match head::parse(buf)? {
+        Ok(h) if h.status == 200 && h.header_has("Content-Type", "text/event-stream") => {
+            Head::Stream(h.len)
         }
-        Some(200) | None => Head::Invalid,
-        Some(code) => Head::Refused(code),
+        Ok(h) if h.status != 200 => Head::Refused(h.status),
+        _ => Head::Invalid,
     })
 }
 
