@@ -67,6 +67,7 @@ fn market_runs(extra: &[(&str, &str)], processes: &[u64], per_channel: u64) -> V
 fn compressing_clients_inflate_every_message_and_read_fewer_bytes() {
     let report = market_run(&[("compression", "on")], 100, 20);
     assert_eq!(report["compression"], true, "{report}");
+    assert!(report["histograms_us"].is_null(), "only with HISTOGRAMS=on");
     assert_eq!(report["compressing_clients"], 100, "{report}");
     assert_eq!(report["compressed_messages"], 2000, "{report}");
     // One deflated copy per broadcast serves every client (DESIGN "Compression"):
@@ -89,6 +90,22 @@ fn sse_clients_parse_every_event() {
 /// scripts/bench-report --merge LOAD.json...: one report for the load processes
 /// scripts/bench R spreads its clients over.
 fn merge(name: &str, reports: &[&Value]) -> Value {
+    let out = bench_report_merge(name, reports);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    json_line(&stdout)
+}
+
+/// --merge's error when it refuses the reports.
+fn merge_fails(name: &str, reports: &[&Value]) -> String {
+    let out = bench_report_merge(name, reports);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "merged: {stdout}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn bench_report_merge(name: &str, reports: &[&Value]) -> std::process::Output {
     let dir = scratch(name);
     let files: Vec<_> = reports
         .iter()
@@ -99,23 +116,20 @@ fn merge(name: &str, reports: &[&Value]) -> Value {
             file
         })
         .collect();
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-report"))
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-report"))
         .arg("--merge")
         .args(&files)
         .output()
-        .expect("run scripts/bench-report");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_line(&stdout)
+        .expect("run scripts/bench-report")
 }
 
 #[test]
 fn the_reports_of_several_processes_merge_into_one() {
-    let runs = market_runs(&[("compression", "on")], &[30, 20], 20);
+    let runs = market_runs(
+        &[("compression", "on"), ("histograms", "on")],
+        &[30, 20],
+        20,
+    );
     let (a, b) = (&runs[0], &runs[1]);
     // One report merged alone is itself: the quantiles from its histograms are its own.
     let one = merge("merge-one", &[a]);
@@ -131,6 +145,9 @@ fn the_reports_of_several_processes_merge_into_one() {
         assert_eq!(one[key], a[key], "{key}: {one}");
     }
     let both = merge("merge-two", &[a, b]);
+    let without = serde_json::json!({"messages_received": 1});
+    let err = merge_fails("merge-without", &[a, &without]);
+    assert!(err.contains("HISTOGRAMS=on"), "{err}");
     assert_eq!(both["processes"], 2, "{both}");
     assert_eq!(both["succeeded"], 50, "{both}");
     assert_eq!(both["messages_received"], 1000, "{both}");

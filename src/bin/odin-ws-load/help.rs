@@ -87,6 +87,11 @@ fn load_rows() -> Vec<Row> {
         ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
         (
+            HISTOGRAMS,
+            "off".into(),
+            "on: the JSON line carries the latency and connect histograms (histograms_us), to merge several processes' reports",
+        ),
+        (
             RECONNECT,
             "off".into(),
             "resume: a client the server closes comes back (RAMP_RATE/s) with since its last seq",

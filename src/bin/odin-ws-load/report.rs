@@ -124,10 +124,12 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "resume": s.reconnect.then(|| resume_json(&st.resume)),
     });
     // Apart: json! recurses once per key and the object above is at its limit.
-    line["histograms_us"] = json!({
-        "latency": buckets(&st.latency_us),
-        "connect": buckets(&st.connect_us),
-    });
+    if s.histograms {
+        line["histograms_us"] = json!({
+            "latency": buckets(&st.latency_us),
+            "connect": buckets(&st.connect_us),
+        });
+    }
     line
 }
 
