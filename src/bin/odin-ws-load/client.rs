@@ -50,6 +50,8 @@ impl Interner {
 pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
     pub interner: &'a mut Interner,
+    /// COMPRESSION=on: the messages inflated so far, shared by every client.
+    pub inflated: &'a mut inflate::Inflated,
     pub protocol: Protocol,
     pub start: Instant,
     pub now: Instant,
@@ -63,6 +65,7 @@ impl<'a> Ctx<'a> {
     pub fn new(
         stats: &'a mut Stats,
         interner: &'a mut Interner,
+        inflated: &'a mut inflate::Inflated,
         protocol: Protocol,
         start: Instant,
         now: Instant,
@@ -70,6 +73,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             stats,
             interner,
+            inflated,
             protocol,
             start,
             now,
@@ -296,9 +300,9 @@ impl Client {
                 None => return Ok(0),
                 Some(Upgrade::Refused(code)) => return Err(format!("http {code}")),
                 Some(Upgrade::Invalid) => return Err("bad upgrade answer".into()),
-                Some(Upgrade::Switched(end)) => {
-                    at = end;
-                    self.deflate = self.wire.compression && inflate::negotiated(&buf[..end]);
+                Some(Upgrade::Switched { len, deflate }) => {
+                    at = len;
+                    self.deflate = self.wire.compression && deflate;
                     ctx.stats.compressing_clients += u64::from(self.deflate);
                     self.on_open(ctx);
                 }
@@ -356,19 +360,19 @@ impl Client {
                 }
             }
         }
-        let mut data = std::mem::take(&mut self.message);
+        let mut joined = std::mem::take(&mut self.message);
         let mut result = Ok(());
-        while let Some(used) = sse::next_event(&buf[at..], &mut data) {
+        while let Some((data, used)) = sse::next_event(&buf[at..], &mut joined) {
             at += used;
             if !data.is_empty() {
-                result = self.on_odin_text(&data, ctx);
+                result = self.on_odin_text(data, ctx);
                 if result.is_err() {
                     break;
                 }
             }
         }
-        data.clear();
-        self.message = data;
+        joined.clear();
+        self.message = joined;
         result?;
         if buf.len() - at > MAX_FRAME {
             return Err("event too large".into());
@@ -450,13 +454,15 @@ impl Client {
         Ok(())
     }
 
-    /// A whole message's payload: inflated first when it came compressed.
+    /// A whole message's payload: inflated first when it came compressed (or given
+    /// the text of the same bytes inflated before).
     fn on_odin_payload(&mut self, payload: &[u8], ctx: &mut Ctx) -> Result<(), String> {
         if !self.compressed {
             return self.on_odin_text(payload, ctx);
         }
         ctx.stats.compressed_messages += 1;
-        let text = inflate::message(payload, MAX_FRAME)?;
+        let (text, inflated) = ctx.inflated.text(payload, MAX_FRAME)?;
+        ctx.stats.inflated_messages += u64::from(inflated);
         self.on_odin_text(&text, ctx)
     }
 

@@ -3,12 +3,15 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::client::{Client, Ctx, Interner, Phase, io_reason};
+use crate::inflate::Inflated;
 use crate::net;
 use crate::resume;
 use crate::settings::LoadSettings;
@@ -56,6 +59,7 @@ struct Run<'s> {
     clients: Vec<Option<Client>>,
     stats: Stats,
     interner: Interner,
+    inflated: Inflated,
     start: Instant,
     /// Attempts started so far.
     started: u32,
@@ -84,6 +88,7 @@ pub fn run(
         clients: (0..s.target).map(|_| None).collect(),
         stats: Stats::default(),
         interner: Interner::default(),
+        inflated: Inflated::default(),
         start: Instant::now(),
         started: 0,
         awaiting: 0,
@@ -191,7 +196,7 @@ impl Run<'_> {
         self.stats.window(since).attempted += 1;
         let source =
             (!self.s.sources.is_empty()).then(|| self.s.sources[i as usize % self.s.sources.len()]);
-        let stream = match net::connect(self.s.url.addr, source) {
+        let stream = match self.connect(i, source) {
             Ok(stream) => stream,
             Err(e) => return self.stats.fail(since, io_reason(&e)),
         };
@@ -204,24 +209,28 @@ impl Run<'_> {
             self.s.wire,
         );
         client.resume = self.s.reconnect;
-        if let Err(e) = self.register(i, client, now) {
-            self.stats.fail(since, io_reason(&e));
-        }
+        self.admit(i, client, now);
     }
 
-    fn register(&mut self, i: u32, mut client: Client, now: Instant) -> io::Result<()> {
+    /// A connect started and its socket registered with epoll as client `i`.
+    fn connect(&mut self, i: u32, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+        let mut stream = net::connect(self.s.url.addr, source)?;
         self.poll.registry().register(
-            &mut client.stream,
+            &mut stream,
             Token(i as usize),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        Ok(stream)
+    }
+
+    /// Tracks a client whose socket is registered, with its connect deadline.
+    fn admit(&mut self, i: u32, client: Client, now: Instant) {
         if client.awaiting {
             self.awaiting += 1;
         }
         self.deadlines
             .push_back((now + self.s.connection_timeout, i));
         self.clients[i as usize] = Some(client);
-        Ok(())
     }
 
     /// RECONNECT=resume: brings back the closed clients whose turn has come.
@@ -234,7 +243,8 @@ impl Run<'_> {
             self.stats.resume.attempts += 1;
             let source = (!self.s.sources.is_empty())
                 .then(|| self.s.sources[i as usize % self.s.sources.len()]);
-            let stream = match net::connect(self.s.url.addr, source) {
+            // A connect or an epoll registration that fails: again after the pause.
+            let stream = match self.connect(i, source) {
                 Ok(stream) => stream,
                 Err(e) => {
                     self.retry(i, carried, now, io_reason(&e));
@@ -244,11 +254,7 @@ impl Run<'_> {
             let mut client =
                 Client::new(i, stream, now, self.s.subscriptions(i), false, self.s.wire);
             client.carry_in(carried);
-            if let Err(e) = self.register(i, client, now) {
-                let reason = io_reason(&e);
-                self.stats.resume.retries += 1;
-                *self.stats.resume.failures.entry(reason).or_default() += 1;
-            }
+            self.admit(i, client, now);
         }
     }
 
@@ -297,6 +303,7 @@ impl Run<'_> {
         let mut ctx = Ctx::new(
             &mut self.stats,
             &mut self.interner,
+            &mut self.inflated,
             self.s.protocol,
             self.start,
             now,
@@ -341,6 +348,7 @@ impl Run<'_> {
             let mut ctx = Ctx::new(
                 &mut self.stats,
                 &mut self.interner,
+                &mut self.inflated,
                 self.s.protocol,
                 self.start,
                 now,

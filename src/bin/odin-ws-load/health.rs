@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::head;
+
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One sample: seconds since the tool started and the body (or the error).
@@ -63,11 +65,10 @@ fn get(addr: SocketAddrV4, path: &str) -> Result<Value, String> {
     .map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&reply);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
-    let status = head.split(' ').nth(1).unwrap_or("?").to_string();
-    let mut value: Value =
-        serde_json::from_str(body).map_err(|_| format!("http {status}, body not JSON"))?;
+    let head = head::parse(&reply).ok_or("no HTTP head")??;
+    let status = head.status.to_string();
+    let mut value: Value = serde_json::from_slice(&reply[head.len..])
+        .map_err(|_| format!("http {status}, body not JSON"))?;
     if let Value::Object(map) = &mut value {
         map.insert("http_status".into(), Value::from(status));
     }

@@ -78,14 +78,19 @@ fn load_rows() -> Vec<Row> {
         (
             TRANSPORT,
             "ws".into(),
-            "ws (WebSocket on WS_URL) or sse (GET /sse?channels=... on WS_URL's host, events parsed; odin only)",
+            "ws (WebSocket on WS_URL) or sse (GET /sse?channels=... on WS_URL's host; each event's data read in place and checked as a ws message; odin only)",
         ),
         (
             COMPRESSION,
             "off".into(),
-            "on: every client offers permessage-deflate and inflates what comes compressed (ws, odin only)",
+            "on: every client offers permessage-deflate; a compressed message is inflated, or is equal byte for byte to one inflated before and takes its text (odin-ws sends one copy per broadcast), then checked as uncompressed (ws, odin only)",
         ),
         (LABEL, "(empty)".into(), "copied into the JSON line"),
+        (
+            HISTOGRAMS,
+            "off".into(),
+            "on: the JSON line carries the latency and connect histograms (histograms_us), to merge several processes' reports",
+        ),
         (
             RECONNECT,
             "off".into(),

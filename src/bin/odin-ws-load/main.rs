@@ -8,6 +8,7 @@
 
 mod client;
 mod driver;
+mod head;
 mod health;
 mod help;
 mod inflate;

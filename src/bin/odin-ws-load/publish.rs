@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::market;
 use crate::report::round2;
 use crate::settings::{Payload, PublishSettings, PublishTarget};
 use crate::stats::unix_micros;
+use crate::{head, market};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,15 +90,22 @@ fn http_publish(
     );
     s.write_all(request.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).map_err(|e| format!("read: {e}"))?;
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
-    match &head[9..12] {
-        b"202" => Ok(()),
-        b"401" => Err("http 401 (the server refused PUBLISH_TOKEN)".into()),
-        b"404" => Err("http 404 (publishing is off: the server has no WS_PUBLISH_TOKEN)".into()),
-        code => Err(format!("http {}", String::from_utf8_lossy(code))),
+    // The server closes after its answer; an error once the head is in is no matter.
+    let mut reply = Vec::new();
+    let read = s.read_to_end(&mut reply);
+    let head = match head::parse(&reply) {
+        Some(head) => head?,
+        None => {
+            return Err(read
+                .err()
+                .map_or("no answer".into(), |e| format!("read: {e}")));
+        }
+    };
+    match head.status {
+        202 => Ok(()),
+        401 => Err("http 401 (the server refused PUBLISH_TOKEN)".into()),
+        404 => Err("http 404 (publishing is off: the server has no WS_PUBLISH_TOKEN)".into()),
+        code => Err(format!("http {code}")),
     }
 }
 

@@ -27,6 +27,11 @@ fn latency(h: &Histogram) -> Value {
     })
 }
 
+/// A histogram of µs whole, for merging reports: `max` and `[value, count]` buckets.
+fn buckets(h: &Histogram) -> Value {
+    json!({"max": h.max(), "buckets": h.buckets()})
+}
+
 /// Two decimals, for the JSON reports of both modes.
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
@@ -64,7 +69,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         .iter()
         .map(|h| json!({"t_s": round2(h.t_s), "health": h.body}))
         .collect();
-    json!({
+    let mut line = json!({
         "label": s.label,
         "url": s.url.text,
         "protocol": s.protocol.as_str(),
@@ -100,6 +105,7 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         },
         "compressing_clients": st.compressing_clients,
         "compressed_messages": st.compressed_messages,
+        "inflated_messages": st.inflated_messages,
         "slow_readers": {
             "clients": st.slow.clients,
             "messages": st.slow.messages,
@@ -116,7 +122,15 @@ pub fn json_line(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> Value {
         "timeline": timeline,
         "health": health,
         "resume": s.reconnect.then(|| resume_json(&st.resume)),
-    })
+    });
+    // Apart: json! recurses once per key and the object above is at its limit.
+    if s.histograms {
+        line["histograms_us"] = json!({
+            "latency": buckets(&st.latency_us),
+            "connect": buckets(&st.connect_us),
+        });
+    }
+    line
 }
 
 /// p50, p99 and max of a histogram of µs, in ms.
@@ -253,7 +267,7 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
     );
     let _ = writeln!(
         out,
-        "wire ({}{}): {} bytes read, {} per message; {} clients compressing, {} messages inflated",
+        "wire ({}{}): {} bytes read, {} per message; {} clients compressing, {} messages decompressed ({} inflated, the rest equal to one of those)",
         s.wire.transport.as_str(),
         if s.wire.compression {
             ", deflate offered"
@@ -263,7 +277,8 @@ pub fn human(s: &LoadSettings, o: &Outcome, health: &[Sample]) -> String {
         st.bytes_read,
         v["bytes_per_message"],
         st.compressing_clients,
-        st.compressed_messages
+        st.compressed_messages,
+        st.inflated_messages
     );
     if s.reconnect {
         let r = &st.resume;

@@ -51,6 +51,9 @@ pub const COMPRESSION: &str = "COMPRESSION";
 pub const PAYLOAD: &str = "PAYLOAD";
 /// `resume`: clients the server closes come back with `since` (resume.rs).
 pub const RECONNECT: &str = "RECONNECT";
+/// `on`: the JSON line carries the latency and connect histograms, so the reports
+/// of several processes merge (scripts/bench-report --merge).
+pub const HISTOGRAMS: &str = "HISTOGRAMS";
 
 pub const PUBLISH_URL: &str = "PUBLISH_URL";
 pub const DEFAULT_PUBLISH_URL: &str = "nats://127.0.0.1:4222";
@@ -150,6 +153,8 @@ pub struct LoadSettings {
     /// None: no progress lines (`off` or 0).
     pub progress_interval: Option<Duration>,
     pub label: String,
+    /// HISTOGRAMS=on.
+    pub histograms: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -555,6 +560,7 @@ impl LoadSettings {
         );
         let reconnect = r.get(RECONNECT, false, parse_reconnect);
         let label = r.string(LABEL, "");
+        let histograms = r.get(HISTOGRAMS, false, parse_on_off);
 
         r.check(target > 0, || format!("{TARGET_CONNECTIONS} must be > 0"));
         r.check(
@@ -617,6 +623,7 @@ impl LoadSettings {
             progress_interval,
             reconnect,
             label,
+            histograms,
         })
     }
 
@@ -817,6 +824,11 @@ mod tests {
             err.contains("TRANSPORT=\"tcp\": expected ws or sse"),
             "{err}"
         );
+        assert!(!LoadSettings::read(&source(&[], &[])).unwrap().histograms);
+        let l = LoadSettings::read(&source(&[], &[("HISTOGRAMS", "on")])).unwrap();
+        assert!(l.histograms);
+        let err = LoadSettings::read(&source(&["--histograms", "yes"], &[])).unwrap_err();
+        assert!(err.contains("HISTOGRAMS=\"yes\""), "{err}");
         let p = PublishSettings::read(&source(&["--payload", "market"], &[])).unwrap();
         assert_eq!(p.payload, Payload::Market);
         assert!(PublishSettings::read(&source(&["--payload", "json"], &[])).is_err());

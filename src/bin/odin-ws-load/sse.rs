@@ -2,7 +2,7 @@
 //! browser's EventSource would, and hands each event's data (the same JSON as a
 //! WebSocket message) to the same counting as WebSocket clients.
 
-use crate::scan;
+use crate::{head, scan};
 
 /// The request for `channels` on the server at `host` (commas split the list, so
 /// they and anything outside a URL's plain characters are percent-encoded).
@@ -38,37 +38,53 @@ pub enum Head {
 }
 
 pub fn parse_head(buf: &[u8]) -> Option<Head> {
-    let end = scan::find(buf, b"\r\n\r\n")? + 4;
-    let head = &buf[..end];
-    let status = std::str::from_utf8(head)
-        .ok()
-        .and_then(|h| h.strip_prefix("HTTP/1.1 "))
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse::<u16>().ok());
-    Some(match status {
-        Some(200) if scan::find(&head.to_ascii_lowercase(), b"text/event-stream").is_some() => {
-            Head::Stream(end)
+    Some(match head::parse(buf)? {
+        Ok(h) if h.status == 200 && h.header_has("Content-Type", "text/event-stream") => {
+            Head::Stream(h.len)
         }
-        Some(200) | None => Head::Invalid,
-        Some(code) => Head::Refused(code),
+        Ok(h) if h.status != 200 => Head::Refused(h.status),
+        _ => Head::Invalid,
     })
 }
 
-/// The first complete event in `buf`: its `data:` lines joined by `\n` into
-/// `data` (left empty for a comment, such as a keep-alive); the bytes it took.
-/// None while no event is complete.
-pub fn next_event(buf: &[u8], data: &mut Vec<u8>) -> Option<usize> {
-    let end = scan::find(buf, b"\n\n")?;
-    data.clear();
-    for line in buf[..end].split(|&b| b == b'\n') {
-        if let Some(value) = line.strip_prefix(b"data:") {
-            if !data.is_empty() {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+/// The first complete event in `buf`: its data and the bytes it took; None while
+/// no event is complete. The data is the event's `data:` lines joined by `\n`,
+/// empty for a comment (a keep-alive). One data line, what odin-ws sends for a
+/// JSON message, is returned where it lies in `buf`; only several are copied,
+/// joined, into `joined`. One pass over the event's line ends, no other copy.
+pub fn next_event<'a>(buf: &'a [u8], joined: &'a mut Vec<u8>) -> Option<(&'a [u8], usize)> {
+    let mut first: Option<&[u8]> = None;
+    let mut lines = 0;
+    let mut at = 0;
+    loop {
+        let eol = at + scan::byte(&buf[at..], b'\n')?;
+        if eol == at {
+            let data = if lines > 1 {
+                &joined[..]
+            } else {
+                first.unwrap_or_default()
+            };
+            return Some((data, eol + 1));
         }
+        if let Some(value) = buf[at..eol].strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            lines += 1;
+            match lines {
+                1 => first = Some(value),
+                2 => {
+                    joined.clear();
+                    joined.extend_from_slice(first.unwrap_or_default());
+                    joined.push(b'\n');
+                    joined.extend_from_slice(value);
+                }
+                _ => {
+                    joined.push(b'\n');
+                    joined.extend_from_slice(value);
+                }
+            }
+        }
+        at = eol + 1;
     }
-    Some(end + 2)
 }
 
 #[cfg(test)]
@@ -99,12 +115,38 @@ mod tests {
     #[test]
     fn events_and_comments_split_on_blank_lines() {
         let stream = b"id: E:1\nevent: message\ndata: {\"a\":\ndata: 1}\n\n: keep-alive\n\nevent: gap\ndata: {";
-        let mut data = Vec::new();
-        let used = next_event(stream, &mut data).unwrap();
+        let mut joined = Vec::new();
+        let (data, used) = next_event(stream, &mut joined).unwrap();
         assert_eq!(data, b"{\"a\":\n1}");
         let rest = &stream[used..];
-        let used = next_event(rest, &mut data).unwrap();
+        let (data, used) = next_event(rest, &mut joined).unwrap();
         assert!(data.is_empty(), "a comment has no data");
-        assert_eq!(next_event(&rest[used..], &mut data), None, "incomplete");
+        assert_eq!(next_event(&rest[used..], &mut joined), None, "incomplete");
+    }
+
+    #[test]
+    fn one_data_line_is_read_in_place() {
+        let stream = b"id: E1:7\nevent: message\ndata: {\"seq\":7}\n\nevent: gap\ndata:{}\n\n";
+        let mut joined = Vec::new();
+        let (data, used) = next_event(stream, &mut joined).unwrap();
+        assert_eq!(data, b"{\"seq\":7}");
+        assert_eq!(data.as_ptr(), stream[30..].as_ptr(), "not copied");
+        assert!(joined.is_empty());
+        // `data:` without its space, and a three-line payload after a one-line one.
+        let (data, used2) = next_event(&stream[used..], &mut joined).unwrap();
+        assert_eq!(data, b"{}");
+        assert_eq!(used + used2, stream.len());
+        let three = b"data: a\ndata:\ndata: c\n\n";
+        assert_eq!(next_event(three, &mut joined).unwrap().0, b"a\n\nc");
+    }
+
+    #[test]
+    fn an_event_waits_for_its_blank_line() {
+        let event = b"event: message\ndata: {\"n\":1}\n\n";
+        let mut joined = Vec::new();
+        for cut in 0..event.len() {
+            assert_eq!(next_event(&event[..cut], &mut joined), None, "cut at {cut}");
+        }
+        assert_eq!(next_event(event, &mut joined).unwrap().1, event.len());
     }
 }

@@ -74,6 +74,15 @@ impl Histogram {
         self.max
     }
 
+    /// The non-empty buckets, lowest first, as (bucket value, count): what a report
+    /// carries so that several processes' histograms merge (scripts/bench-report
+    /// --merge) into the quantiles one process would have given: the value of the
+    /// bucket where the count reaches the rank, at most the largest `max`.
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        let used = self.counts.iter().enumerate().filter(|(_, c)| **c > 0);
+        used.map(|(i, &c)| (value(i), c)).collect()
+    }
+
     /// The value at quantile `q` (0..=1), or 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
@@ -140,8 +149,11 @@ pub struct Stats {
     pub bytes_read: u64,
     /// Clients whose upgrade agreed to permessage-deflate.
     pub compressing_clients: u64,
-    /// Messages that came compressed (RSV1) and were inflated.
+    /// Messages that came compressed (RSV1) and were inflated, or were equal byte
+    /// for byte to one inflated before (inflate.rs).
     pub compressed_messages: u64,
+    /// Of those, the ones run through the inflater.
+    pub inflated_messages: u64,
     pub timeline: Vec<Window>,
     pub slow: SlowStats,
     /// RECONNECT=resume: the reconnects and how their resumes were answered.
@@ -197,6 +209,30 @@ mod tests {
         }
         assert_eq!(h.max(), 100_000);
         assert_eq!(h.quantile(1.0), 100_000);
+    }
+
+    #[test]
+    fn the_buckets_give_the_same_quantiles() {
+        let mut h = Histogram::default();
+        for v in (0..50_000u64).map(|i| i * i % 2_000_003) {
+            h.record(v);
+        }
+        let buckets = h.buckets();
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), h.count());
+        assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0), "lowest first");
+        // The merge's rule, as scripts/bench-report --merge applies it.
+        let quantile = |q: f64| {
+            let rank = ((q * h.count() as f64).ceil() as u64).clamp(1, h.count());
+            let mut seen = 0;
+            let at = buckets.iter().find(|b| {
+                seen += b.1;
+                seen >= rank
+            });
+            at.unwrap().0.min(h.max())
+        };
+        for q in [0.0, 0.5, 0.99, 0.999, 1.0] {
+            assert_eq!(quantile(q), h.quantile(q), "q{q}");
+        }
     }
 
     #[test]

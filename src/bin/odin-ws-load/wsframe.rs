@@ -1,7 +1,7 @@
 //! The client side of RFC 6455, as little as a load client needs: the upgrade
 //! request, masked frames out, unmasked frames in.
 
-use crate::scan;
+use crate::head;
 
 /// A fixed key is fine for a load client; the answer is checked against it.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -32,8 +32,9 @@ pub fn upgrade_request(host: &str, path: &str, extensions: Option<&str>) -> Vec<
 /// The answer to the upgrade request, once its head is complete.
 #[derive(Debug, PartialEq)]
 pub enum Upgrade {
-    /// 101 with the right accept key; `usize` is the head's length.
-    Switched(usize),
+    /// 101 with the right accept key: the head's length, and whether the
+    /// server agreed to permessage-deflate.
+    Switched { len: usize, deflate: bool },
     /// Any other status (503 when the server refuses new clients).
     Refused(u16),
     /// Not HTTP, or 101 without the right accept key.
@@ -42,30 +43,14 @@ pub enum Upgrade {
 
 /// None while the head is incomplete.
 pub fn parse_upgrade(buf: &[u8]) -> Option<Upgrade> {
-    let end = scan::find(buf, b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&buf[..end]).ok();
-    let Some(head) = head else {
-        return Some(Upgrade::Invalid);
-    };
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|s| s.parse::<u16>().ok());
-    Some(match status {
-        Some(101) => {
-            let accepted = head.lines().any(|l| {
-                l.split_once(':').is_some_and(|(k, v)| {
-                    k.eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == ACCEPT
-                })
-            });
-            if accepted {
-                Upgrade::Switched(end)
-            } else {
-                Upgrade::Invalid
-            }
-        }
-        Some(code) => Upgrade::Refused(code),
-        None => Upgrade::Invalid,
+    Some(match head::parse(buf)? {
+        Err(_) => Upgrade::Invalid,
+        Ok(h) if h.status != 101 => Upgrade::Refused(h.status),
+        Ok(h) if h.header("Sec-WebSocket-Accept") == Some(ACCEPT.as_bytes()) => Upgrade::Switched {
+            len: h.len,
+            deflate: h.header_has("Sec-WebSocket-Extensions", "permessage-deflate"),
+        },
+        Ok(_) => Upgrade::Invalid,
     })
 }
 
@@ -160,10 +145,19 @@ mod tests {
         let ok = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\nxx"
         );
-        assert_eq!(
-            parse_upgrade(ok.as_bytes()),
-            Some(Upgrade::Switched(ok.len() - 2))
+        let switched = Upgrade::Switched {
+            len: ok.len() - 2,
+            deflate: false,
+        };
+        assert_eq!(parse_upgrade(ok.as_bytes()), Some(switched));
+        let deflate = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n"
         );
+        let switched = Upgrade::Switched {
+            len: deflate.len(),
+            deflate: true,
+        };
+        assert_eq!(parse_upgrade(deflate.as_bytes()), Some(switched));
         assert_eq!(parse_upgrade(b"HTTP/1.1 101 Sw"), None);
         assert_eq!(
             parse_upgrade(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"),
