@@ -97,6 +97,10 @@ pub struct Client {
     deflate: bool,
     /// The message being reassembled from fragments came compressed.
     compressed: bool,
+    /// What this client's deflate window ends with, when the server may rely on
+    /// it (odin-ws's chained copies): its last compressed message.
+    window: Option<inflate::Text>,
+    keeps_window: bool,
     subscriptions: Vec<String>,
     out: Vec<u8>,
     /// Bytes read but not yet parsed (a partial head or frame).
@@ -150,6 +154,8 @@ impl Client {
             wire,
             deflate: false,
             compressed: false,
+            window: None,
+            keeps_window: false,
             subscriptions,
             out: Vec::new(),
             inbuf: Vec::new(),
@@ -300,9 +306,14 @@ impl Client {
                 None => return Ok(0),
                 Some(Upgrade::Refused(code)) => return Err(format!("http {code}")),
                 Some(Upgrade::Invalid) => return Err("bad upgrade answer".into()),
-                Some(Upgrade::Switched { len, deflate }) => {
+                Some(Upgrade::Switched {
+                    len,
+                    deflate,
+                    keeps_window,
+                }) => {
                     at = len;
                     self.deflate = self.wire.compression && deflate;
+                    (self.keeps_window, self.window) = (self.deflate && keeps_window, None);
                     ctx.stats.compressing_clients += u64::from(self.deflate);
                     self.on_open(ctx);
                 }
@@ -461,9 +472,15 @@ impl Client {
             return self.on_odin_text(payload, ctx);
         }
         ctx.stats.compressed_messages += 1;
-        let (text, inflated) = ctx.inflated.text(payload, MAX_FRAME)?;
+        let (text, inflated) = ctx
+            .inflated
+            .text(payload, MAX_FRAME, self.window.as_ref())?;
         ctx.stats.inflated_messages += u64::from(inflated);
-        self.on_odin_text(&text, ctx)
+        let result = self.on_odin_text(&text.bytes, ctx);
+        if self.keeps_window {
+            self.window = Some(text);
+        }
+        result
     }
 
     fn on_odin_text(&mut self, text: &[u8], ctx: &mut Ctx) -> Result<(), String> {

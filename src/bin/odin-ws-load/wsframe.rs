@@ -32,9 +32,14 @@ pub fn upgrade_request(host: &str, path: &str, extensions: Option<&str>) -> Vec<
 /// The answer to the upgrade request, once its head is complete.
 #[derive(Debug, PartialEq)]
 pub enum Upgrade {
-    /// 101 with the right accept key: the head's length, and whether the
-    /// server agreed to permessage-deflate.
-    Switched { len: usize, deflate: bool },
+    /// 101 with the right accept key: the head's length, whether the server
+    /// agreed to permessage-deflate, and whether it may rely on the client's
+    /// window between messages (it did not answer `server_no_context_takeover`).
+    Switched {
+        len: usize,
+        deflate: bool,
+        keeps_window: bool,
+    },
     /// Any other status (503 when the server refuses new clients).
     Refused(u16),
     /// Not HTTP, or 101 without the right accept key.
@@ -46,10 +51,16 @@ pub fn parse_upgrade(buf: &[u8]) -> Option<Upgrade> {
     Some(match head::parse(buf)? {
         Err(_) => Upgrade::Invalid,
         Ok(h) if h.status != 101 => Upgrade::Refused(h.status),
-        Ok(h) if h.header("Sec-WebSocket-Accept") == Some(ACCEPT.as_bytes()) => Upgrade::Switched {
-            len: h.len,
-            deflate: h.header_has("Sec-WebSocket-Extensions", "permessage-deflate"),
-        },
+        Ok(h) if h.header("Sec-WebSocket-Accept") == Some(ACCEPT.as_bytes()) => {
+            let deflate = h.header_has("Sec-WebSocket-Extensions", "permessage-deflate");
+            let no_takeover =
+                h.header_has("Sec-WebSocket-Extensions", "server_no_context_takeover");
+            Upgrade::Switched {
+                len: h.len,
+                deflate,
+                keeps_window: deflate && !no_takeover,
+            }
+        }
         Ok(_) => Upgrade::Invalid,
     })
 }
@@ -148,6 +159,7 @@ mod tests {
         let switched = Upgrade::Switched {
             len: ok.len() - 2,
             deflate: false,
+            keeps_window: false,
         };
         assert_eq!(parse_upgrade(ok.as_bytes()), Some(switched));
         let deflate = format!(
@@ -156,8 +168,16 @@ mod tests {
         let switched = Upgrade::Switched {
             len: deflate.len(),
             deflate: true,
+            keeps_window: false,
         };
         assert_eq!(parse_upgrade(deflate.as_bytes()), Some(switched));
+        let keeping = deflate.replace("; server_no_context_takeover", "");
+        let switched = Upgrade::Switched {
+            len: keeping.len(),
+            deflate: true,
+            keeps_window: true,
+        };
+        assert_eq!(parse_upgrade(keeping.as_bytes()), Some(switched));
         assert_eq!(parse_upgrade(b"HTTP/1.1 101 Sw"), None);
         assert_eq!(
             parse_upgrade(b"HTTP/1.1 503 Service Unavailable\r\n\r\n"),
