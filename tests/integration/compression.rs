@@ -139,6 +139,16 @@ impl Deflating {
         }
     }
 
+    /// Past the welcome, subscribes to `channel` and waits for the ack.
+    fn subscribe(&mut self, channel: &str) {
+        self.data();
+        let sub = format!(r#"{{"type":"subscribe","channels":["{channel}"]}}"#);
+        self.stream
+            .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
+            .unwrap();
+        assert_eq!(self.data().json()["type"], "subscribed");
+    }
+
     /// The next data frame, past pings.
     fn data(&mut self) -> Frame {
         loop {
@@ -291,13 +301,8 @@ fn a_channel_s_next_message_goes_chained_to_clients_that_keep_their_window() {
         fresh.extensions.as_deref(),
         Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     );
-    let sub = r#"{"type":"subscribe","channels":["md.eth"]}"#;
     for c in keeping.iter_mut().chain([&mut fresh]) {
-        c.data();
-        c.stream
-            .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
-            .unwrap();
-        assert_eq!(c.data().json()["type"], "subscribed");
+        c.subscribe("md.eth");
     }
     let (first, second) = (quotes(50), quotes(51));
     assert_eq!(server.publish("md.eth", &first).status, 202);
@@ -332,12 +337,7 @@ fn chaining_off_answers_no_context_takeover_and_sends_each_message_alone() {
         c.extensions.as_deref(),
         Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     );
-    c.data();
-    let sub = r#"{"type":"subscribe","channels":["md.eth"]}"#;
-    c.stream
-        .write_all(&frame_bytes(0x81, sub.as_bytes(), true))
-        .unwrap();
-    assert_eq!(c.data().json()["type"], "subscribed");
+    c.subscribe("md.eth");
     let (first, second) = (quotes(50), quotes(51));
     assert_eq!(server.publish("md.eth", &first).status, 202);
     assert_eq!(server.publish("md.eth", &second).status, 202);

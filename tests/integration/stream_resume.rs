@@ -30,37 +30,44 @@ fn since(epoch: &str, seq: u64) -> String {
     format!(r#"{{"epoch":"{epoch}","seq":{seq}}}"#)
 }
 
-#[test]
-fn jetstream_a_resume_older_than_memory_is_read_from_the_stream_with_live_racing() {
+/// A server whose memory keeps 2 messages per channel, 41 messages published on
+/// `odin.PREFIX.a`/`.b` and `odin.other` (n 0-20 on the two channels in turn), and
+/// a publisher going on with n 21-60 meanwhile: a resume from n 0 (`first`, its
+/// seq) needs the stream while live messages race it.
+fn older_than_memory(
+    prefix: &'static str,
+) -> (NatsServer, Server, String, u64, std::thread::JoinHandle<()>) {
     let nats = NatsServer::start(true);
     let s = start(&js_env(&nats, &[("WS_HISTORY_SIZE", "2")]));
     s.wait_nats("connected");
     let epoch = epoch_of(&s);
     let js = nats::jetstream::new(nats.client());
-    let channel = |n: u64| {
-        if n.is_multiple_of(2) {
-            "odin.r.b"
-        } else {
-            "odin.r.a"
-        }
+    let channel = move |n: u64| {
+        let side = if n.is_multiple_of(2) { "b" } else { "a" };
+        format!("odin.{prefix}.{side}")
     };
-    let first = publish(&js, channel(0), 0);
+    let first = publish(&js, &channel(0), 0);
     for n in 1..=20 {
-        publish(&js, channel(n), n);
+        publish(&js, &channel(n), n);
         publish(&js, "odin.other", 1000 + n);
     }
     wait_for("odin-ws to have them all", || {
         s.metric("odin_ws_broadcasts_total") >= 41.0
     });
-    // Memory keeps 2 per channel: the resume needs the stream, while more arrive.
     let publisher = std::thread::spawn({
         let js = nats::jetstream::new(nats.client());
         move || {
             (21..=60).for_each(|n| {
-                publish(&js, channel(n), n);
+                publish(&js, &channel(n), n);
             })
         }
     });
+    (nats, s, epoch, first, publisher)
+}
+
+#[test]
+fn jetstream_a_resume_older_than_memory_is_read_from_the_stream_with_live_racing() {
+    let (_nats, s, epoch, first, publisher) = older_than_memory("r");
     let mut c = s.client();
     let ack = resume(&mut c, &["odin.r.*"], &since(&epoch, first));
     assert_eq!(ack["recovered"], true, "{ack}");
@@ -249,35 +256,7 @@ fn jetstream_resumes_after_a_restart_are_served_from_memory_not_the_stream() {
 
 #[test]
 fn jetstream_an_sse_last_event_id_older_than_memory_is_read_from_the_stream() {
-    let nats = NatsServer::start(true);
-    let s = start(&js_env(&nats, &[("WS_HISTORY_SIZE", "2")]));
-    s.wait_nats("connected");
-    let epoch = epoch_of(&s);
-    let js = nats::jetstream::new(nats.client());
-    let channel = |n: u64| {
-        if n.is_multiple_of(2) {
-            "odin.e.b"
-        } else {
-            "odin.e.a"
-        }
-    };
-    let first = publish(&js, channel(0), 0);
-    for n in 1..=20 {
-        publish(&js, channel(n), n);
-        publish(&js, "odin.other", 1000 + n);
-    }
-    wait_for("odin-ws to have them all", || {
-        s.metric("odin_ws_broadcasts_total") >= 41.0
-    });
-    // Memory keeps 2 per channel: the resume needs the stream, while more arrive.
-    let publisher = std::thread::spawn({
-        let js = nats::jetstream::new(nats.client());
-        move || {
-            (21..=60).for_each(|n| {
-                publish(&js, channel(n), n);
-            })
-        }
-    });
+    let (nats, s, epoch, first, publisher) = older_than_memory("e");
     // A browser's reconnect: its first URL and the last id it saw.
     let last_id = format!("Last-Event-ID: {epoch}:{first}\r\n");
     let mut st = Stream::open(&s, "channels=odin.e.*", &last_id);
@@ -302,7 +281,7 @@ fn jetstream_an_sse_last_event_id_older_than_memory_is_read_from_the_stream() {
     assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
     assert!(s.metric("odin_ws_stream_read_messages_total") >= 18.0);
     // Then live.
-    let live = publish(&js, "odin.e.a", 61);
+    let live = publish(&nats::jetstream::new(nats.client()), "odin.e.a", 61);
     let (_, m) = st.expect("message");
     assert_eq!(
         (m["seq"].as_u64(), m["data"]["n"].as_u64()),
