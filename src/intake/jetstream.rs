@@ -33,7 +33,7 @@ const MAX_GAP_FILL: u64 = 1024;
 pub fn run(shared: &Arc<Shared>, conn: &nats::Connection) {
     let mut attempt = 0;
     let ready = loop {
-        match js_setup::setup(shared, conn) {
+        match js_setup::setup(shared, conn, attempt) {
             Ok(ready) => break ready,
             Err(e) => {
                 log::warn!("JetStream setup failed: {e}; retrying");

@@ -30,9 +30,11 @@ pub struct Ready {
     pub epoch: String,
 }
 
-pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> {
+/// `attempt`: how many setups failed before this one (JS_REPLICAS=auto waits a
+/// few for a cluster that is still forming before it settles for one replica).
+pub fn setup(shared: &Shared, conn: &nats::Connection, attempt: usize) -> Result<Ready, String> {
     let cfg = shared.config();
-    let stream = ensure_stream(conn, &cfg)?;
+    let stream = ensure_stream(conn, &cfg, attempt)?;
     let replicas = stream.config.num_replicas;
     shared.jetstream.set_replicas(replicas);
     let (fill_gaps, ack_floor, history_start) = ensure_consumer(conn, &cfg, replicas)?;
@@ -57,6 +59,12 @@ pub fn setup(shared: &Shared, conn: &nats::Connection) -> Result<Ready, String> 
     })
 }
 
+/// JetStream's err_code for "replicas > 1 not supported in non-clustered mode".
+const NOT_CLUSTERED: u16 = 10074;
+/// Failed setups (backoff from 100 ms, doubling to 5 s: about 16 s in all)
+/// before JS_REPLICAS=auto takes one replica on a refusal that is not NOT_CLUSTERED.
+const AUTO_PATIENCE: usize = 8;
+
 /// The epoch clients resume in: the stream's name and creation time, the same on
 /// every instance and new when the stream is made anew (its sequences restart).
 fn epoch_of(stream: &StreamInfo) -> String {
@@ -67,21 +75,42 @@ fn epoch_of(stream: &StreamInfo) -> String {
     )
 }
 
-fn ensure_stream(conn: &nats::Connection, cfg: &Config) -> Result<StreamInfo, String> {
+fn ensure_stream(
+    conn: &nats::Connection,
+    cfg: &Config,
+    attempt: usize,
+) -> Result<StreamInfo, String> {
     match jsapi::stream_info(conn, &cfg.js_stream) {
         Ok(info) => {
             warn_about_replicas(cfg, &info);
             Ok(info)
         }
-        Err(ApiError::NotFound) => create_stream(conn, cfg),
+        Err(ApiError::NotFound) => create_stream(conn, cfg, attempt),
         Err(e) => Err(format!("stream {}: {e}", cfg.js_stream)),
     }
 }
 
-fn create_stream(conn: &nats::Connection, cfg: &Config) -> Result<StreamInfo, String> {
+fn create_stream(
+    conn: &nats::Connection,
+    cfg: &Config,
+    attempt: usize,
+) -> Result<StreamInfo, String> {
     let name = &cfg.js_stream;
     let wanted = cfg.js_replicas.map_or(AUTO_REPLICAS, usize::from);
     let info = match jsapi::create_stream(conn, name, &stream_config(cfg, wanted)) {
+        // A cluster still forming refuses replicas it will have in a moment
+        // (insufficient resources): setup is tried again, a few times, before
+        // auto settles for one. A single server says so at once.
+        Err(ApiError::Refused {
+            err_code,
+            description,
+            ..
+        }) if cfg.js_replicas.is_none() && err_code != NOT_CLUSTERED && attempt < AUTO_PATIENCE => {
+            return Err(format!(
+                "JetStream refused {wanted} replicas for stream {name} ({description}); \
+                 a cluster may still be forming (JS_REPLICAS=auto)"
+            ));
+        }
         Err(ApiError::Refused { description, .. }) if cfg.js_replicas.is_none() => {
             log::info!(
                 "JetStream refused {wanted} replicas for stream {name} ({description}): \

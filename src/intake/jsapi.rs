@@ -18,8 +18,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(2);
 pub enum ApiError {
     /// The server answered 404: no such stream, consumer or message.
     NotFound,
-    /// The server answered with an error.
-    Refused { code: u16, description: String },
+    /// The server answered with an error: its status code, JetStream's own
+    /// `err_code` (0 when absent) and description.
+    Refused {
+        code: u16,
+        err_code: u16,
+        description: String,
+    },
     /// No answer in time, no responders, or the connection is down.
     Unanswered(String),
 }
@@ -28,7 +33,9 @@ impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApiError::NotFound => f.write_str("not found"),
-            ApiError::Refused { code, description } => write!(f, "{description} ({code})"),
+            ApiError::Refused {
+                code, description, ..
+            } => write!(f, "{description} ({code})"),
             ApiError::Unanswered(e) => write!(f, "no answer: {e}"),
         }
     }
@@ -37,6 +44,8 @@ impl fmt::Display for ApiError {
 #[derive(Deserialize)]
 struct ErrorBody {
     code: u16,
+    #[serde(default)]
+    err_code: u16,
     #[serde(default)]
     description: String,
 }
@@ -62,12 +71,14 @@ fn request<T: DeserializeOwned>(
     if let Some(error) = value.get("error") {
         let error = ErrorBody::deserialize(error).map_err(|e| ApiError::Refused {
             code: 0,
+            err_code: 0,
             description: format!("unreadable error: {e}"),
         })?;
         return Err(match error.code {
             404 => ApiError::NotFound,
             code => ApiError::Refused {
                 code,
+                err_code: error.err_code,
                 description: error.description,
             },
         });
@@ -164,6 +175,7 @@ fn stored_message(
     )?;
     StreamMessage::try_from(answer.message).map_err(|e| ApiError::Refused {
         code: 0,
+        err_code: 0,
         description: format!("undecodable message ({body}): {e}"),
     })
 }
