@@ -301,7 +301,7 @@ impl Broadcast {
     /// The frame a compressing connection gets: the deflated copy shared by its
     /// window class when the JSON has at least `min_bytes`, else the plain one.
     fn deflated(&self, flag: Flag, d: &Deflate) -> Bytes {
-        if self.json().len() < d.min_bytes {
+        if !self.is_deflated_for(d) {
             return self.frame_flagged(flag);
         }
         let build = || match flag {

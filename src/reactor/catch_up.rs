@@ -414,7 +414,7 @@ fn finish(
     if let Some(latest) = snapshot.as_mut() {
         latest.retain(covered);
     }
-    held.retain(|(b, _)| patterns.iter().any(|p| pattern_matches(p, &b.channel)));
+    held.retain(|(b, _)| covers(patterns, b));
     let accepted: Vec<&str> = ask.accepted.iter().map(|p| &**p).collect();
     let ack = protocol::ack("subscribed", &accepted, ask.id.as_deref(), recovery);
     let ack = send.form().reply("subscribed", ack);
@@ -462,7 +462,7 @@ fn finish(
 }
 
 /// Whether `b` is on one of `patterns`.
-fn covers(patterns: &[Box<str>], b: &Broadcast) -> bool {
+fn covers<P: std::ops::Deref<Target = str>>(patterns: &[P], b: &Broadcast) -> bool {
     patterns.iter().any(|p| pattern_matches(p, &b.channel))
 }
 

@@ -207,36 +207,36 @@ impl SendQueue {
     /// channel's previous message gets the copy chained on it.
     fn frame_of(&mut self, b: &Arc<Broadcast>, flag: Flag) -> (Bytes, Trace) {
         let frame = self.form.variant(b, flag);
+        // Only a chaining connection tracks its window (nothing else reads it).
         let Form::Deflated(d) = &self.form else {
             return (frame, Trace::Untouched);
         };
-        if !b.is_deflated_for(d) {
+        if !d.chain || !b.is_deflated_for(d) {
             return (frame, Trace::Untouched);
         }
         if flag != Flag::Plain {
             return (frame, Trace::Breaks);
         }
         let end = WindowEnd::of(b);
-        match self.queued_end.as_ref().and_then(|last| b.chained(last, d)) {
-            Some(chained) => {
-                let after = self.queued_end.clone().expect("chained on it");
-                let trace = Trace::Ends {
+        if let Some(last) = &self.queued_end
+            && let Some(chained) = b.chained(last, d)
+        {
+            let chained_on = Some((last.clone(), frame));
+            return (
+                chained,
+                Trace::Ends {
                     end,
-                    chained: Some((after, frame)),
-                };
-                (chained, trace)
-            }
-            None => (frame, Trace::Ends { end, chained: None }),
+                    chained: chained_on,
+                },
+            );
         }
+        (frame, Trace::Ends { end, chained: None })
     }
 
-    /// Moves the queued window end past a frame with `trace`.
+    /// Moves the queued window end past a frame with `trace` (only a chaining
+    /// connection's frames have traces that move it).
     fn note(&mut self, trace: &Trace) {
-        if let Form::Deflated(d) = &self.form
-            && d.chain
-        {
-            advance_end(&mut self.queued_end, trace);
-        }
+        advance_end(&mut self.queued_end, trace);
     }
 
     fn push_shared(&mut self, frame: Bytes, trace: Trace) {
