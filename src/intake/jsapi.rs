@@ -123,12 +123,19 @@ pub fn create_consumer(
     consumer: &str,
     config: &serde_json::Value,
 ) -> Result<ConsumerInfo, ApiError> {
+    let subject = format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}");
+    consumer_request(conn, &subject, stream, config)
+}
+
+/// A consumer-create request on `subject` for `stream` with `config`.
+fn consumer_request(
+    conn: &nats::Connection,
+    subject: &str,
+    stream: &str,
+    config: &serde_json::Value,
+) -> Result<ConsumerInfo, ApiError> {
     let body = serde_json::json!({ "stream_name": stream, "config": config }).to_string();
-    request(
-        conn,
-        &format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
-        body.as_bytes(),
-    )
+    request(conn, subject, body.as_bytes())
 }
 
 /// One stored message by its sequence.
@@ -186,11 +193,11 @@ pub fn create_ephemeral(
     stream: &str,
     config: &serde_json::Value,
 ) -> Result<ConsumerInfo, ApiError> {
-    let body = serde_json::json!({ "stream_name": stream, "config": config }).to_string();
-    request(
+    consumer_request(
         conn,
         &format!("$JS.API.CONSUMER.CREATE.{stream}"),
-        body.as_bytes(),
+        stream,
+        config,
     )
 }
 
