@@ -19,7 +19,7 @@ use super::Window;
 pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// miniz_oxide's default level: once per broadcast, the ratio is worth more than
 /// the microseconds.
-pub const LEVEL: u8 = 6;
+const LEVEL: u8 = 6;
 
 thread_local! {
     static COMPRESSORS: RefCell<[Option<Box<CompressorOxide>>; 3]> =
@@ -42,8 +42,8 @@ pub fn deflate_after(dictionary: &[u8], payload: &[u8]) -> Vec<u8> {
     deflate_with(Window::Full, Some(tail), payload)
 }
 
-/// The largest LZ77 window, 15 bits.
-const WINDOW_BYTES: usize = 1 << 15;
+/// The largest LZ77 window, 15 bits: no match reaches further back.
+pub const WINDOW_BYTES: usize = 1 << 15;
 
 fn deflate_with(window: Window, dictionary: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
     COMPRESSORS.with(|cell| {
@@ -109,6 +109,31 @@ pub fn inflate_message(body: &[u8], limit: usize) -> Result<Vec<u8>, InflateErro
         }
         Ok(out)
     })
+}
+
+/// A compressor that keeps its window between messages (per-connection context
+/// takeover, which odin-ws does not do): for measuring what it would give
+/// (`odin-ws-load ratio`), at the server's level and full window.
+pub struct KeptDeflater(Box<CompressorOxide>);
+
+impl Default for KeptDeflater {
+    fn default() -> Self {
+        KeptDeflater(Box::new(compressor(Window::Full)))
+    }
+}
+
+impl KeptDeflater {
+    /// The body of one compressed message: sync-flushed, the tail dropped.
+    pub fn message(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+        let (status, _) = compress_to_output(&mut self.0, payload, TDEFLFlush::Sync, |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        });
+        debug_assert_eq!(status, TDEFLStatus::Okay);
+        out.truncate(out.len().saturating_sub(TAIL.len()));
+        out
+    }
 }
 
 /// An inflater that keeps its window between messages, as a client does under
@@ -243,6 +268,20 @@ mod tests {
         // A fresh window has nothing to reach back into (miniz_oxide reads
         // zeros there rather than failing).
         assert_ne!(inflate_message(&chained, 1 << 20).ok(), Some(cur.to_vec()));
+    }
+
+    #[test]
+    fn a_kept_deflater_s_messages_inflate_in_a_kept_window() {
+        let (first, second) = (
+            &b"{\"seq\":1,\"px\":101.5}"[..],
+            &b"{\"seq\":2,\"px\":101.5}"[..],
+        );
+        let mut deflater = KeptDeflater::default();
+        let (a, b) = (deflater.message(first), deflater.message(second));
+        assert!(b.len() < a.len(), "the second reaches back into the first");
+        let mut client = KeptInflater::default();
+        assert_eq!(client.message(&a, 1 << 16).unwrap(), first);
+        assert_eq!(client.message(&b, 1 << 16).unwrap(), second);
     }
 
     #[test]

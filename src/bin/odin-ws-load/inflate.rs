@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use odin_ws::deflate::Window;
-use odin_ws::deflate::codec::{KeptInflater, deflate, inflate_message};
+use odin_ws::deflate::codec::{KeptInflater, WINDOW_BYTES, deflate, inflate_message};
 
 /// What a browser offers (Chrome's header), so the server's answer is the usual one.
 pub const OFFER: &str = "permessage-deflate; client_max_window_bits";
@@ -43,12 +43,14 @@ pub fn message(payload: &[u8], max: usize) -> Result<Vec<u8>, String> {
     inflate_message(payload, max).map_err(|e| format!("bad compressed message ({e:?})"))
 }
 
-/// `payload` inflated in a window that ends with `window` (context takeover).
+/// `payload` inflated in a window that ends with `window` (context takeover):
+/// only its last 32 KiB can be reached, so only they prime the inflater.
 pub fn message_after(window: &[u8], payload: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let mut inflater = KeptInflater::default();
     let bad = |e| format!("bad compressed message ({e:?})");
+    let tail = &window[window.len().saturating_sub(WINDOW_BYTES)..];
     inflater
-        .message(&deflate(window, Window::Full), max)
+        .message(&deflate(tail, Window::Full), max)
         .map_err(bad)?;
     inflater.message(payload, max).map_err(bad)
 }

@@ -16,13 +16,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use miniz_oxide::DataFormat;
-use miniz_oxide::deflate::core::{
-    CompressionStrategy, CompressorOxide, TDEFLFlush, TDEFLStatus, compress_to_output,
-};
 use odin_ws::broadcast::{Broadcast, Deflate, Form, MessageBody, WindowEnd, frame_payload};
 use odin_ws::deflate::Window;
-use odin_ws::deflate::codec::{LEVEL, TAIL};
+use odin_ws::deflate::codec::KeptDeflater;
 use serde_json::{Value, json};
 
 use crate::market;
@@ -157,16 +153,17 @@ fn measure(a: &Args, size: usize, takeover_kib: f64) -> Row {
 
     // Takeover: the frames' JSON through compressors that keep their window.
     let json = |i: usize| frame_payload(&frames[i]);
-    let mut per_channel: Vec<CompressorOxide> = (0..a.channels).map(|_| compressor()).collect();
-    let mut everything = compressor();
+    let mut per_channel: Vec<KeptDeflater> =
+        (0..a.channels).map(|_| KeptDeflater::default()).collect();
+    let mut everything = KeptDeflater::default();
     let (mut one_channel, mut all_channels) = (0, 0);
     let t = Instant::now();
     for i in 0..a.messages {
-        one_channel += framed_len(stream_deflate(&mut per_channel[i % a.channels], json(i)));
+        one_channel += framed_len(per_channel[i % a.channels].message(json(i)).len());
     }
     let takeover_us = t.elapsed().as_secs_f64() * 1e6 / a.messages as f64;
     for i in 0..a.messages {
-        all_channels += framed_len(stream_deflate(&mut everything, json(i)));
+        all_channels += framed_len(everything.message(json(i)).len());
     }
     // odin-ws's chained copies: each broadcast after its channel's previous one.
     let broadcasts: Vec<Arc<Broadcast>> = broadcasts.into_iter().map(Arc::new).collect();
@@ -183,7 +180,8 @@ fn measure(a: &Args, size: usize, takeover_kib: f64) -> Row {
                 let end = WindowEnd::of(&broadcasts[prev]);
                 broadcasts[i]
                     .chained(&end, &chaining)
-                    .map_or(0, |f| f.len())
+                    .expect("built after its channel's previous message")
+                    .len()
             }
             None => Form::Deflated(chaining.clone())
                 .message(&broadcasts[i])
@@ -212,33 +210,16 @@ fn measure(a: &Args, size: usize, takeover_kib: f64) -> Row {
 /// deflated `message` (as a connection's would after its first delivery).
 fn held_kib_per_compressor(count: usize, message: &[u8]) -> f64 {
     let before = odin_ws::sysinfo::process_rss_bytes();
-    let held: Vec<CompressorOxide> = (0..count)
+    let held: Vec<KeptDeflater> = (0..count)
         .map(|_| {
-            let mut c = compressor();
-            stream_deflate(&mut c, message);
+            let mut c = KeptDeflater::default();
+            c.message(message);
             c
         })
         .collect();
     let after = odin_ws::sysinfo::process_rss_bytes();
     drop(held);
     after.saturating_sub(before) as f64 / 1024.0 / count as f64
-}
-
-/// The server's level and full window, as codec.rs's compressor for `Window::Full`.
-fn compressor() -> CompressorOxide {
-    CompressorOxide::with_params(DataFormat::Raw, LEVEL, CompressionStrategy::Default, 15)
-}
-
-/// Bytes of one message through a compressor that is not reset (context
-/// takeover): sync-flushed, the tail dropped, as RFC 7692 sends it.
-fn stream_deflate(c: &mut CompressorOxide, json: &[u8]) -> usize {
-    let mut len = 0;
-    let (status, _) = compress_to_output(c, json, TDEFLFlush::Sync, |chunk| {
-        len += chunk.len();
-        true
-    });
-    debug_assert_eq!(status, TDEFLStatus::Okay);
-    len - TAIL.len()
 }
 
 /// A server frame's length for a payload of `len` bytes (RFC 6455 section 5.2).
@@ -319,17 +300,10 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_deflated_message_inflates_back() {
-        let mut c = compressor();
+    fn a_kept_deflated_message_inflates_back() {
         let first = br#"{"type":"message","seq":1}"#;
-        let mut out = Vec::new();
-        compress_to_output(&mut c, first, TDEFLFlush::Sync, |chunk| {
-            out.extend_from_slice(chunk);
-            true
-        });
-        let body = &out[..out.len() - TAIL.len()];
-        assert_eq!(stream_deflate(&mut compressor(), first), body.len());
-        let back = odin_ws::deflate::codec::inflate_message(body, 1 << 16).unwrap();
+        let body = KeptDeflater::default().message(first);
+        let back = odin_ws::deflate::codec::inflate_message(&body, 1 << 16).unwrap();
         assert_eq!(back, first);
     }
 }
