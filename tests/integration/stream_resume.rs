@@ -65,14 +65,9 @@ fn older_than_memory(
     (nats, s, epoch, first, publisher)
 }
 
-#[test]
-fn jetstream_a_resume_older_than_memory_is_read_from_the_stream_with_live_racing() {
-    let (_nats, s, epoch, first, publisher) = older_than_memory("r");
-    let mut c = s.client();
-    let ack = resume(&mut c, &["odin.r.*"], &since(&epoch, first));
-    assert_eq!(ack["recovered"], true, "{ack}");
-    let (ns, seqs) = read_until(&mut c, 60);
-    publisher.join().unwrap();
+/// What a resume set up by `older_than_memory` must have got: n 1-60 once each,
+/// in order, with rising seqs, and at least the 18 memory lacked from the stream.
+fn read_from_the_stream_in_order(s: &Server, ns: &[u64], seqs: &[u64]) {
     assert_eq!(
         ns,
         (1..=60).collect::<Vec<_>>(),
@@ -81,6 +76,17 @@ fn jetstream_a_resume_older_than_memory_is_read_from_the_stream_with_live_racing
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
     assert!(s.metric("odin_ws_stream_read_messages_total") >= 18.0);
+}
+
+#[test]
+fn jetstream_a_resume_older_than_memory_is_read_from_the_stream_with_live_racing() {
+    let (_nats, s, epoch, first, publisher) = older_than_memory("r");
+    let mut c = s.client();
+    let ack = resume(&mut c, &["odin.r.*"], &since(&epoch, first));
+    assert_eq!(ack["recovered"], true, "{ack}");
+    let (ns, seqs) = read_until(&mut c, 60);
+    publisher.join().unwrap();
+    read_from_the_stream_in_order(&s, &ns, &seqs);
 }
 
 #[test]
@@ -272,14 +278,7 @@ fn jetstream_an_sse_last_event_id_older_than_memory_is_read_from_the_stream() {
         seqs.push(seq);
     }
     publisher.join().unwrap();
-    assert_eq!(
-        ns,
-        (1..=60).collect::<Vec<_>>(),
-        "every message once, in order"
-    );
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert!(s.metric("odin_ws_stream_reads_total") >= 1.0);
-    assert!(s.metric("odin_ws_stream_read_messages_total") >= 18.0);
+    read_from_the_stream_in_order(&s, &ns, &seqs);
     // Then live.
     let live = publish(&nats::jetstream::new(nats.client()), "odin.e.a", 61);
     let (_, m) = st.expect("message");
